@@ -1,0 +1,456 @@
+"""The `usagebill` command: parse flags, call the library, render, map errors to exit codes.
+
+Each command is a few lines over the library (the sqlite-utils habit): everything here can be
+done from Python too. Errors are caught once, in `App.main`. Heavy modules (duckdb, pydantic)
+are imported inside the commands so that `usagebill --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from typer.core import TyperGroup
+
+from .errors import OptionError, UsagebillError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .config import Config
+    from .store import Store
+
+EXIT_INTERNAL = 3
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class App(TyperGroup):
+    """Catches every error once: one or two plain lines on stderr and the SPEC §7 exit code."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: Any = None,
+        complete_var: Any = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            rv = super().main(
+                args=args,
+                prog_name=prog_name,
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+            code = rv if isinstance(rv, int) else 0
+        except UsagebillError as e:
+            for line in e.lines():
+                _err(line)
+            code = e.exit_code
+        except typer.TyperException as e:  # click's usage errors: bad flags, missing arguments
+            code = _usage_error(e)
+        except typer.Abort:
+            code = 1
+        except KeyboardInterrupt:
+            _err("interrupted: nothing of this command was stored")
+            code = 130
+        except BrokenPipeError:
+            code = 0
+        except Exception as e:  # a bug: say so plainly, no traceback unless asked
+            if os.environ.get("USAGEBILL_DEBUG"):
+                raise
+            _err(f"internal error: {type(e).__name__}: {e}")
+            _err("This is a bug in usagebill; set USAGEBILL_DEBUG=1 to see where it happened.")
+            code = EXIT_INTERNAL
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _usage_error(e: Exception) -> int:
+    ctx = getattr(e, "ctx", None)
+    command = ctx.command_path if ctx is not None else "usagebill"
+    message = e.format_message() if hasattr(e, "format_message") else str(e)
+    if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        typer.echo(ctx.get_help(), err=True)
+        return 2
+    _err(f"{command}: {message}")
+    _err(f"Try '{command} --help'.")
+    return int(getattr(e, "exit_code", 2))
+
+
+def _err(line: str) -> None:
+    print(f"usagebill: {line}" if not line.startswith("  ") else line, file=sys.stderr)
+
+
+app = typer.Typer(
+    cls=App,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Usage-based billing over local files: meters in YAML, events in JSON Lines, "
+    "DuckDB underneath.",
+)
+
+ConfigOpt = Annotated[
+    Path,
+    typer.Option("--config", "-c", envvar="USAGEBILL_CONFIG", help="Meters, products, customers."),
+]
+DbOpt = Annotated[Path, typer.Option("--db", envvar="USAGEBILL_DB", help="The DuckDB database.")]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv.")]
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write the report here instead of stdout.")
+]
+AsOfOpt = Annotated[
+    str | None,
+    typer.Option("--as-of", help="Only what runs 1..RUN stored (or runs ended by a timestamp)."),
+]
+DEFAULT_CONFIG = Path("meters.yaml")
+DEFAULT_DB = Path("usagebill.duckdb")
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _config(path: Path) -> Config:
+    from .config import load_config
+
+    return load_config(path)
+
+
+def _store(path: Path, *, write: bool = False) -> Store:
+    from .store import Store
+
+    return Store.open(path, read_only=not write)
+
+
+def _stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _emit(text: str, output: Path | None) -> None:
+    """The report goes to stdout (or --output), and only the report."""
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise OptionError(f"--output {output}: cannot write ({e.strerror})") from None
+
+
+def _emit_table(draw: Any, output: Path | None) -> None:
+    from .render import console
+
+    if output is None:
+        draw(console())
+        return
+    with open(output, "w", encoding="utf-8") as f:
+        draw(console(f))
+
+
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        _err(f"warning: {line}")
+
+
+def _fail(message: str, hint: str | None = None) -> NoReturn:
+    raise OptionError(message, hint=hint)
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write meters.yaml.")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter meters.yaml."""
+    from importlib.resources import files
+
+    target = directory / "meters.yaml"
+    if target.exists() and not force:
+        _fail(f"{target} already exists", "Use --force to overwrite it.")
+    directory.mkdir(parents=True, exist_ok=True)
+    target.write_text(files("usagebill").joinpath("data/meters.yaml").read_text("utf-8"), "utf-8")
+    _err(f"wrote {target}; check it with `usagebill validate -c {target}`")
+
+
+@app.command()
+def validate(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Check the config and list its meters, credit pools, products and customers."""
+    from .render import config_summary, console
+
+    cfg = _config(config)
+    config_summary(cfg, console())
+    _err(
+        f"{config}: OK: {len(cfg.meters)} meters, {len(cfg.credits)} credit pools, "
+        f"{len(cfg.products)} products, {len(cfg.customers)} customers"
+    )
+
+
+@app.command()
+def ingest(
+    paths: Annotated[
+        list[str], typer.Argument(help="Files, directories, globs, .gz, or - for stdin.")
+    ],
+    db: DbOpt = DEFAULT_DB,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="If any line would be rejected, store nothing (exit 1)."),
+    ] = False,
+) -> None:
+    """Store events from JSON Lines files as one run (one transaction)."""
+    from .store import Store
+
+    store = Store.open(db)
+    try:
+        result = _with_progress(lambda cb: store.ingest(paths, strict=strict, progress=cb), paths)
+    finally:
+        store.close()
+    files = len(result.files)
+    parts = [
+        f"{result.accepted:,} accepted",
+        f"{result.duplicates:,} duplicates",
+        f"{result.rejected:,} rejected",
+        f"{result.timestamped:,} timestamped at ingest",
+    ]
+    if result.corrections:
+        parts.append(f"{result.corrections:,} of them corrections")
+    _err(
+        f"run {result.run}: read {result.read:,} lines from {files} file{'s' if files != 1 else ''}"
+        f": {', '.join(parts)} ({result.seconds:.2f} s, {result.per_second:,.0f} events/s)"
+    )
+    if result.rejected:
+        _err(f"rejected lines are kept: see `usagebill rejects --run {result.run}`")
+    for period, n in result.closed.items():
+        _err(
+            f"warning: stored {n:,} events for closed period {period}; "
+            f"`usagebill invoice --period {period}` shows the adjustments"
+        )
+
+
+def _with_progress(work: Any, paths: list[str]) -> Any:
+    """A progress bar on a terminal for inputs over a few MB; nothing on a pipe."""
+    if not sys.stderr.isatty():
+        return work(None)
+    total = sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
+    if total < 4 << 20 and all(os.path.isfile(p) for p in paths):
+        return work(None)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "ingest",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=_stderr(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("ingest", total=None)
+        return work(lambda done, all_: bar.update(task, completed=done, total=all_))
+
+
+@app.command()
+def rejects(
+    db: DbOpt = DEFAULT_DB,
+    run: Annotated[int | None, typer.Option("--run", help="Only this run's rejects.")] = None,
+    format: FormatOpt = Format.table,
+    output: OutputOpt = None,
+) -> None:
+    """Rejected lines: file, line, reason and raw text."""
+    from .render import shorten, simple_table, to_csv, to_json
+
+    with _store(db) as store:
+        rows = store.rejects(run)
+    if format is Format.json:
+        _emit(to_json([{k: r[k] for k in ("file", "line", "reason", "raw")} for r in rows]), output)
+    elif format is Format.csv:
+        _emit(
+            to_csv(
+                ["file", "line", "reason", "raw", "run"],
+                ([r["file"], r["line"], r["reason"], r["raw"], r["run"]] for r in rows),
+            ),
+            output,
+        )
+    else:
+        _emit_table(
+            lambda out: simple_table(
+                f"{len(rows):,} rejected lines",
+                ["run", "file", "line", "reason", "raw"],
+                ([r["run"], r["file"], r["line"], r["reason"], shorten(r["raw"])] for r in rows),
+                out,
+                right=["run", "line"],
+            ),
+            output,
+        )
+
+
+@app.command()
+def usage(
+    period: Annotated[
+        str, typer.Option("--period", "-p", help="2026-10 or 2026-10-01..2026-10-15")
+    ],
+    customer: Annotated[str | None, typer.Option("--customer", help="One customer.")] = None,
+    meter: Annotated[str | None, typer.Option("--meter", help="One meter.")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="day: one row per local day.")] = None,
+    as_of: AsOfOpt = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    db: DbOpt = DEFAULT_DB,
+    format: FormatOpt = Format.table,
+    output: OutputOpt = None,
+) -> None:
+    """Quantity per customer and meter (and day), with skipped-event counts."""
+    from .cycles import parse_period
+    from .render import to_json, usage_csv, usage_table
+    from .usage import usage_report
+
+    if by not in (None, "day"):
+        _fail(f"--by {by}: only --by day is supported")
+    cfg = _config(config)
+    p = parse_period(period)
+    with _store(db) as store:
+        report = usage_report(
+            store,
+            cfg,
+            p,
+            customer=customer,
+            meter=meter,
+            by_day=by == "day",
+            as_of=store.resolve_as_of(as_of),
+        )
+    _warn(
+        [
+            f"{s.events:,} events skipped by {s.meter_id or 'every meter'}: {s.reason}"
+            for s in report.skipped
+        ]
+    )
+    if format is Format.json:
+        _emit(to_json(report.to_json()), output)
+    elif format is Format.csv:
+        _emit(usage_csv(report), output)
+    else:
+        _emit_table(lambda out: usage_table(report, out), output)
+
+
+@app.command()
+def invoice(
+    period: Annotated[
+        str, typer.Option("--period", "-p", help="The month cycles start in: 2026-10")
+    ],
+    customer: Annotated[str | None, typer.Option("--customer", help="One customer.")] = None,
+    as_of: AsOfOpt = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    db: DbOpt = DEFAULT_DB,
+    format: FormatOpt = Format.table,
+    output: OutputOpt = None,
+) -> None:
+    """One invoice per configured customer whose billing cycle starts in the period."""
+    from .cycles import parse_month
+    from .invoices import build_invoices
+
+    cfg = _config(config)
+    month = parse_month(period)
+    with _store(db) as store:
+        doc = build_invoices(store, cfg, month, customer=customer, as_of=store.resolve_as_of(as_of))
+    _render_invoices(doc, format, output)
+
+
+def _render_invoices(doc: Any, format: Format, output: Path | None) -> None:
+    from .render import invoice_csv, invoice_table, to_json
+
+    _warn([w.message for w in doc.warnings])
+    if format is Format.json:
+        _emit(to_json(doc.to_json()), output)
+    elif format is Format.csv:
+        _emit(invoice_csv(doc), output)
+    else:
+        _emit_table(lambda out: invoice_table(doc, out), output)
+
+
+@app.command()
+def credits(
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period",
+            "-p",
+            help="Up to the cycle starting in this month (default: the month of the latest event).",
+        ),
+    ] = None,
+    customer: Annotated[str | None, typer.Option("--customer", help="One customer.")] = None,
+    as_of: AsOfOpt = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    db: DbOpt = DEFAULT_DB,
+    format: FormatOpt = Format.table,
+    output: OutputOpt = None,
+) -> None:
+    """Credit pool ledgers, cycle by cycle: granted, rolled over, consumed, expired, overage."""
+    from .cycles import Month, parse_month
+    from .invoices import credit_ledgers, ledger_json
+    from .render import simple_table, to_csv, to_json
+
+    cfg = _config(config)
+    with _store(db) as store:
+        if period is None:
+            latest = store.scalar("SELECT max(ts) FROM events")
+            local = latest.astimezone(cfg.tz) if latest else None
+            month = Month(local.year, local.month) if local else parse_month("1970-01")
+        else:
+            month = parse_month(period)
+        ledgers = credit_ledgers(
+            store, cfg, month, customer=customer, as_of=store.resolve_as_of(as_of)
+        )
+    rows = [r for c, pool, entries in ledgers for r in ledger_json(c, pool, entries, cfg.currency)]
+    header = list(rows[0]) if rows else ["customer_id", "credit_id", "cycle_start"]
+    if format is Format.json:
+        _emit(to_json(rows), output)
+    elif format is Format.csv:
+        _emit(to_csv(header, ([r[h] for h in header] for r in rows)), output)
+    else:
+        shown = [
+            "customer_id",
+            "credit_id",
+            "cycle_start",
+            "balance_before",
+            "rolled_over",
+            "granted",
+            "consumed",
+            "expired",
+            "overage_credits",
+            "carried",
+            "balance_after",
+        ]
+        _emit_table(
+            lambda out: simple_table(
+                f"Credit ledgers up to {month}",
+                shown,
+                ([r[h] for h in shown] for r in rows),
+                out,
+                right=shown[3:],
+            ),
+            output,
+        )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,447 @@
+"""Invoices: one per configured customer whose cycle starts in the period.
+
+One SQL pass measures every meter for every (customer, cycle) needed: each customer's cycle
+for the period, plus earlier cycles of customers whose credit pools carry history. Cycles
+differ per customer, so they are a relation joined to the events, not a query per customer.
+Python then prices the aggregated rows, runs the credit ledgers and rounds each line once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from .config import Charge, Config, CreditPool, Customer, Product, suggest
+from .credits import LedgerEntry, ledger
+from .cycles import Cycle, Month, cycle_containing, cycle_for, cycles_from, iso, local_midnight
+from .errors import OptionError
+from .meters import Sql
+from .money import ZERO, fmt_money, fmt_number, round_money
+from .pricing import Priced, price
+from .store import Store
+from .usage import Measure, measure
+
+
+@dataclass
+class Line:
+    kind: str  # base | usage | credit
+    description: str
+    amount: Decimal  # rounded to the currency
+    meter_id: str | None = None
+    charge: Charge | None = None
+    measure: Measure | None = None
+    priced: Priced | None = None
+    credit_id: str | None = None
+    entry: LedgerEntry | None = None
+    pool: CreditPool | None = None
+
+    def to_json(self, currency: str) -> dict[str, Any]:
+        amount = fmt_money(self.amount, currency)
+        if self.kind == "base":
+            return {"kind": "base", "description": self.description, "amount": amount}
+        if self.kind == "usage":
+            assert self.priced is not None
+            out = {
+                "kind": "usage",
+                "meter_id": self.meter_id,
+                "description": self.description,
+                "quantity": fmt_number(self.priced.quantity),
+                "free_units": fmt_number(self.priced.free_units),
+                "billable_units": fmt_number(self.priced.billable),
+                "amount": amount,
+            }
+            if self.priced.credits is not None:
+                out["credits"] = fmt_number(self.priced.credits)
+            return out
+        e = self.entry
+        assert e is not None
+        return {
+            "kind": "credit",
+            "credit_id": self.credit_id,
+            "granted": fmt_number(e.granted),
+            "rolled_over": fmt_number(e.rolled_over),
+            "consumed": fmt_number(e.consumed),
+            "remaining": fmt_number(e.remaining),
+            "overage_credits": fmt_number(e.overage),
+            "amount": amount,
+        }
+
+
+@dataclass
+class Invoice:
+    customer: Customer
+    product: Product
+    cycle: Cycle
+    lines: list[Line]
+
+    @property
+    def total(self) -> Decimal:
+        """The sum of the rounded lines (SPEC §5)."""
+        return sum((line.amount for line in self.lines), ZERO)
+
+    def to_json(self, currency: str) -> dict[str, Any]:
+        return {
+            "customer_id": self.customer.id,
+            "customer_name": self.customer.title,
+            "product_id": self.product.id,
+            "period_start": iso(self.cycle.start),
+            "period_end": iso(self.cycle.end),
+            "lines": [line.to_json(currency) for line in self.lines],
+            "total": fmt_money(self.total, currency),
+        }
+
+
+@dataclass(frozen=True)
+class Warning:
+    kind: str
+    message: str
+    customer_id: str | None = None
+    meter_id: str | None = None
+    events: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "customer_id": self.customer_id}
+        if self.meter_id is not None:
+            out["meter_id"] = self.meter_id
+        if self.events is not None:
+            out["events"] = self.events
+        out["message"] = self.message
+        return out
+
+
+@dataclass
+class InvoiceDocument:
+    period: Month
+    currency: str
+    invoices: list[Invoice]
+    warnings: list[Warning]
+    status: str = "draft"
+    adjustments: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "period": str(self.period),
+            "currency": self.currency,
+            "status": self.status,
+            "invoices": [i.to_json(self.currency) for i in self.invoices],
+            "adjustments": self.adjustments,
+            "warnings": [w.to_json() for w in self.warnings],
+        }
+
+
+@dataclass
+class Plan:
+    """What to bill for one customer: its cycle and, for credit pools, the earlier ones."""
+
+    customer: Customer
+    product: Product
+    cycle: Cycle
+    history: list[Cycle]  # oldest first, ending with `cycle`
+
+
+def select_customers(config: Config, customer: str | None) -> list[Customer]:
+    if customer is None:
+        return sorted(config.customers, key=lambda c: c.id)
+    if customer not in config.customer:
+        raise OptionError(
+            f"--customer {customer}: no such customer in {config.source}"
+            + suggest(customer, config.customer)
+        )
+    return [config.customer[customer]]
+
+
+def pools_of(config: Config, product: Product) -> list[CreditPool]:
+    """The credit pools a product draws on, in the order its charges first name them."""
+    ids = dict.fromkeys(ch.credit for ch in product.charges if ch.credit)
+    return [config.credit[i] for i in ids if i]
+
+
+def plan(
+    store: Store, config: Config, month: Month, customers: Sequence[Customer], as_of: int | None
+) -> list[Plan]:
+    plans = []
+    for c in customers:
+        tz = config.customer_timezone(c)
+        cycle = cycle_for(month, c.billing_anchor, tz)
+        if c.start_date and cycle.end <= local_midnight(c.start_date, tz):
+            continue  # no invoice for cycles that end on or before the start date
+        product = config.product[c.product]
+        plans.append(Plan(c, product, cycle, [cycle]))
+    pooled = [p for p in plans if pools_of(config, p.product)]
+    firsts = _first_events(
+        store, [p.customer.id for p in pooled if not p.customer.start_date], as_of
+    )
+    for p in pooled:
+        tz = config.customer_timezone(p.customer)
+        if p.customer.start_date:
+            begin = local_midnight(p.customer.start_date, tz)
+        elif p.customer.id in firsts:
+            begin = firsts[p.customer.id]
+        else:
+            continue
+        first = cycle_containing(min(begin, p.cycle.start), p.customer.billing_anchor, tz)
+        p.history = cycles_from(first.month, month, p.customer.billing_anchor, tz)
+    return plans
+
+
+def _first_events(store: Store, customers: list[str], as_of: int | None) -> dict[str, dt.datetime]:
+    if not customers:
+        return {}
+    sql = Sql(
+        "SELECT customer_id, min(ts) FROM events WHERE customer_id IN ("
+        + ", ".join("?" * len(customers))
+        + ")",
+        tuple(customers),
+    )
+    if as_of is not None:
+        sql = sql + Sql(" AND run <= ?", (as_of,))
+    return {r[0]: r[1] for r in store.query(sql + " GROUP BY 1")}
+
+
+def build_invoices(
+    store: Store,
+    config: Config,
+    month: Month,
+    *,
+    customer: str | None = None,
+    as_of: int | None = None,
+) -> InvoiceDocument:
+    """The invoices of every configured customer (or one) whose cycle starts in `month`."""
+    plans = plan(store, config, month, select_customers(config, customer), as_of)
+    warnings: list[Warning] = []
+    measured, unmetered = measure_plans(store, config, plans, as_of)
+    invoices = [_invoice(config, p, measured, warnings) for p in plans]
+    for p in plans:
+        warnings += _cycle_warnings(
+            config,
+            p,
+            measured.get((p.customer.id, p.cycle.start), {}),
+            unmetered.get((p.customer.id, p.cycle.start), 0),
+        )
+    if customer is None:
+        warnings += _unknown_customers(store, config, month, as_of)
+    warnings.sort(key=lambda w: (w.kind, w.customer_id or "", w.meter_id or "", w.message))
+    return InvoiceDocument(month, config.currency, invoices, warnings)
+
+
+Measured = dict[tuple[str, dt.datetime], dict[str, Measure]]
+
+
+def measure_plans(
+    store: Store, config: Config, plans: Sequence[Plan], as_of: int | None
+) -> tuple[Measured, dict[tuple[str, dt.datetime], int]]:
+    """Every meter for every (customer, cycle) the plans need, in one pass: the cycles are a
+    relation joined to the events."""
+    cycles = [(p.customer.id, c) for p in plans for c in p.history]
+    if not cycles:
+        return {}, {}
+    relation = [
+        {"customer_id": cid, "cycle_start": c.start, "cycle_end": c.end} for cid, c in cycles
+    ]
+    events = store.effective_events(
+        min(c.start for _, c in cycles), max(c.end for _, c in cycles), as_of
+    )
+    source = (
+        Sql(
+            "SELECT c.customer_id, c.cycle_start, e.event_name, e.ts, e.event_id, e.metadata FROM ("
+        )
+        + events
+        + Sql(
+            ") e JOIN (SELECT unnest(?, recursive := true)) c ON e.customer_id = c.customer_id "
+            "AND e.ts >= c.cycle_start AND e.ts < c.cycle_end",
+            (relation,),
+        )
+    )
+    result = measure(store, config.meters, source, ["customer_id", "cycle_start"])
+    return (
+        {(k[0], k[1]): v for k, v in result.by_group.items()},
+        {(k[0], k[1]): v for k, v in result.unmetered.items()},
+    )
+
+
+def pool_ledger(config: Config, p: Plan, pool: CreditPool, measured: Measured) -> list[LedgerEntry]:
+    """A customer's pool, cycle by cycle over the plan's history."""
+    history = []
+    for cycle in p.history:
+        got = measured.get((p.customer.id, cycle.start), {})
+        draws = {
+            ch.meter: price(ch, got.get(ch.meter, Measure()).quantity, pool).credits or ZERO
+            for ch in p.product.charges
+            if ch.credit == pool.id
+        }
+        history.append((cycle, draws))
+    return ledger(pool, history)
+
+
+def _invoice(
+    config: Config,
+    p: Plan,
+    measured: dict[tuple[str, dt.datetime], dict[str, Measure]],
+    warnings: list[Warning],
+) -> Invoice:
+    currency, product = config.currency, p.product
+    now = measured.get((p.customer.id, p.cycle.start), {})
+    lines: list[Line] = []
+    if product.base_price is not None:
+        lines.append(Line("base", product.title, round_money(product.base_price, currency)))
+    for ch in product.charges:
+        got = now.get(ch.meter, Measure())
+        pool = config.credit.get(ch.credit) if ch.credit else None
+        priced = price(ch, got.quantity, pool)
+        lines.append(
+            Line(
+                "usage",
+                config.meter[ch.meter].title,
+                round_money(priced.exact, currency),
+                ch.meter,
+                ch,
+                got,
+                priced,
+            )
+        )
+    for pool in pools_of(config, product):
+        current = pool_ledger(config, p, pool, measured)[-1]
+        lines.append(
+            Line(
+                "credit",
+                pool.title,
+                round_money(current.overage_amount, currency),
+                credit_id=pool.id,
+                entry=current,
+                pool=pool,
+            )
+        )
+        if current.overage and pool.overage_unit_price is None:
+            warnings.append(
+                Warning(
+                    "unbilled_overage",
+                    f"{p.customer.id} used {fmt_number(current.overage)} {pool.title} credits "
+                    f"beyond its balance; {pool.id} has no overage_unit_price, so they are not "
+                    "billed",
+                    p.customer.id,
+                )
+            )
+    return Invoice(p.customer, product, p.cycle, lines)
+
+
+def _cycle_warnings(
+    config: Config, p: Plan, now: dict[str, Measure], unmetered: int
+) -> list[Warning]:
+    """Usage that would otherwise go unbilled without a word."""
+    out = []
+    charged = {ch.meter for ch in p.product.charges}
+    # Events a charged meter also looks at are billed through it (an analytics meter such as
+    # unique users over api.call is not a gap); only events no charge looks at are.
+    billed_names = {config.meter[m].event_name for m in charged}
+    cid = p.customer.id
+    for m in config.meters:
+        got = now.get(m.id)
+        if got is None:
+            continue
+        if got.events and m.id not in charged and m.event_name not in billed_names:
+            out.append(
+                Warning(
+                    "unpriced_meter",
+                    f"{got.events:,} {m.title} events of {cid} are not billed: product "
+                    f"{p.product.id} has no charge for meter {m.id}",
+                    cid,
+                    m.id,
+                    got.events,
+                )
+            )
+        if m.id in charged:
+            for reason, n in got.skipped.items():
+                out.append(
+                    Warning(
+                        "skipped_events",
+                        f"{n:,} {m.event_name} events of {cid} were not counted by {m.id}: "
+                        f"{reason}",
+                        cid,
+                        m.id,
+                        n,
+                    )
+                )
+    if unmetered:
+        out.append(
+            Warning(
+                "unmetered_events",
+                f"{unmetered:,} events of {cid} in this cycle have an event_name no meter counts",
+                cid,
+                None,
+                unmetered,
+            )
+        )
+    return out
+
+
+def _unknown_customers(
+    store: Store, config: Config, month: Month, as_of: int | None
+) -> list[Warning]:
+    lo, hi = month.window(config.tz)
+    known = sorted(config.customer)
+    sql = Sql("SELECT customer_id, count(*) FROM (") + store.effective_events(lo, hi, as_of) + ")"
+    if known:
+        sql = sql + Sql(
+            " WHERE customer_id NOT IN (" + ", ".join("?" * len(known)) + ")", tuple(known)
+        )
+    rows = store.query(sql + " GROUP BY 1 ORDER BY 1")
+    return [
+        Warning(
+            "unknown_customer",
+            f"{int(n):,} events from customer {cid!r}, which is not in {config.source}: not billed",
+            cid,
+            None,
+            int(n),
+        )
+        for cid, n in rows
+    ]
+
+
+def credit_ledgers(
+    store: Store,
+    config: Config,
+    month: Month,
+    *,
+    customer: str | None = None,
+    as_of: int | None = None,
+) -> list[tuple[Customer, CreditPool, list[LedgerEntry]]]:
+    """Every customer's credit pools, cycle by cycle, up to the cycle starting in `month`."""
+    plans = [
+        p
+        for p in plan(store, config, month, select_customers(config, customer), as_of)
+        if pools_of(config, p.product)
+    ]
+    measured, _ = measure_plans(store, config, plans, as_of)
+    return [
+        (p.customer, pool, pool_ledger(config, p, pool, measured))
+        for p in plans
+        for pool in pools_of(config, p.product)
+    ]
+
+
+def ledger_json(
+    customer: Customer, pool: CreditPool, entries: list[LedgerEntry], currency: str
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "customer_id": customer.id,
+            "credit_id": pool.id,
+            "cycle_start": iso(e.cycle.start),
+            "cycle_end": iso(e.cycle.end),
+            "balance_before": fmt_number(e.balance_before),
+            "rolled_over": fmt_number(e.rolled_over),
+            "granted": fmt_number(e.granted),
+            "consumed": fmt_number(e.consumed),
+            "from_rollover": fmt_number(e.from_rollover),
+            "from_grant": fmt_number(e.from_grant),
+            "overage_credits": fmt_number(e.overage),
+            "overage_amount": fmt_money(e.overage_amount, currency),
+            "expired": fmt_number(e.expired),
+            "carried": fmt_number(e.carried),
+            "balance_after": fmt_number(e.remaining),
+        }
+        for e in entries
+    ]

@@ -1,0 +1,362 @@
+"""Compile meters and their filters to SQL. Pure: no connection, no execution.
+
+One query computes every meter for every group (customer, cycle or day) in one pass over
+the events: each metadata property the meters need is extracted once per event, each meter's
+match (event name + filter) is one boolean column, and each meter contributes a few
+`FILTER`ed aggregates. Config strings are always bound parameters; the only names pasted
+into SQL are ones this module makes up (`m0_q`, `k1_json`, ...).
+
+Everything engine-specific goes through `DuckDB` (the dialect): another engine is another
+dialect class, not a rewrite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from .config import Clause, Group, Meter
+
+NUMERIC_AGGREGATIONS = {"sum", "max", "min", "last"}
+
+
+@dataclass(frozen=True)
+class Sql:
+    """SQL text with its positional `?` parameters, composable with `+` and `join`."""
+
+    text: str
+    params: tuple[Any, ...] = ()
+
+    def __add__(self, other: Sql | str) -> Sql:
+        other = Sql(other) if isinstance(other, str) else other
+        return Sql(self.text + other.text, self.params + other.params)
+
+    @staticmethod
+    def join(parts: Sequence[Sql], sep: str) -> Sql:
+        return Sql(sep.join(p.text for p in parts), tuple(x for p in parts for x in p.params))
+
+
+def quote_identifier(name: str) -> str:
+    """Quote a name for SQL, doubling any `"` inside (sqlite-utils' habit)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def json_path(key: str) -> str:
+    """`usage.tokens` -> `$."usage"."tokens"`: every part quoted, so dots split and nothing else."""
+    parts = (p.replace("\\", "\\\\").replace('"', '\\"') for p in key.split("."))
+    return "$" + "".join(f'."{p}"' for p in parts)
+
+
+class DuckDB:
+    """The SQL functions the compiler needs, as DuckDB spells them."""
+
+    numeric_types = "('UBIGINT', 'BIGINT', 'DOUBLE', 'HUGEINT')"
+    decimal = "DECIMAL(38, 12)"
+
+    def extract_paths(self, json: str, paths: list[str]) -> Sql:
+        """All needed properties from one parse of the metadata, as a list of JSON values."""
+        return Sql(f"json_extract({json}, ?::VARCHAR[])", (paths,))
+
+    def item(self, lst: str, index: int) -> str:
+        return f"{lst}[{index + 1}]"
+
+    def json_type(self, expr: str) -> str:
+        return f"json_type({expr})"
+
+    def as_decimal(self, expr: str) -> str:
+        return f"TRY_CAST(({expr})::VARCHAR AS {self.decimal})"
+
+    def as_double(self, expr: str) -> str:
+        return f"TRY_CAST(({expr})::VARCHAR AS DOUBLE)"
+
+    def string_value(self, expr: str) -> str:
+        return f"({expr} ->> '$')"
+
+    def contains(self, haystack: str) -> str:
+        return f"contains({haystack}, ?)"
+
+    def last(self, value: str) -> str:
+        return f"arg_max({value}, (ts, event_id))"
+
+    def count_distinct(self, expr: str) -> str:
+        return f"count(DISTINCT {expr})"
+
+
+@dataclass(frozen=True)
+class Key:
+    """One metadata property: where its columns are in the compiled query."""
+
+    index: int
+    path: str
+
+    @property
+    def json(self) -> str:
+        return f"k{self.index}_json"
+
+    @property
+    def type(self) -> str:
+        return f"k{self.index}_type"
+
+    @property
+    def number(self) -> str:
+        return f"k{self.index}_num"
+
+    @property
+    def exact(self) -> str:
+        return f"k{self.index}_ok"
+
+
+# Why an event was not counted by a non-count meter; the usage report shows these.
+SKIP_REASONS = {
+    "missing": "missing property {key!r}",
+    "not_number": "{key!r} is not a number",
+    "not_exact": "{key!r} is not an exact decimal (over 12 decimal places or 26 digits)",
+    "null": "{key!r} is null",
+}
+
+
+@dataclass(frozen=True)
+class MeterColumns:
+    """Where one meter's results are in each result row."""
+
+    meter: Meter
+    quantity: str
+    events: str
+    skips: dict[str, str] = field(default_factory=dict)  # reason code -> column
+
+
+@dataclass(frozen=True)
+class CompiledQuery:
+    sql: Sql
+    group_by: tuple[str, ...]
+    meters: tuple[MeterColumns, ...]
+    unmetered: str = "unmetered_events"
+
+
+class MeterCompiler:
+    """Turns meters into one aggregate query over a source relation of events.
+
+    The source must provide `event_name`, `ts`, `event_id`, `metadata` and the group-by
+    columns. It is given as `Sql`, so its own parameters travel with it.
+    """
+
+    def __init__(self, meters: Sequence[Meter], dialect: DuckDB | None = None) -> None:
+        self.meters = list(meters)
+        self.d = dialect or DuckDB()
+        paths: dict[str, Key] = {}
+        for m in self.meters:
+            for key in _keys(m):
+                paths.setdefault(key, Key(len(paths), json_path(key)))
+        self.keys = paths
+        self.numeric_keys = {
+            m.aggregation.key for m in self.meters if m.aggregation.type in NUMERIC_AGGREGATIONS
+        }
+
+    def compile(self, source: Sql, group_by: Sequence[str]) -> CompiledQuery:
+        d = self.d
+        groups = ", ".join(group_by)
+        names = sorted({m.event_name for m in self.meters})
+        metered = (
+            Sql("event_name IN (" + ", ".join("?" * len(names)) + ")", tuple(names))
+            if names
+            else Sql("false")
+        )
+        # 1. One JSON parse per event: every property any meter needs.
+        extract = (
+            d.extract_paths("metadata", [k.path for k in self.keys.values()])
+            if self.keys
+            else Sql("NULL")
+        )
+        x = (
+            Sql(f"SELECT {groups}, event_name, ts, event_id, ")
+            + metered
+            + " AS metered, CASE WHEN metered THEN "
+            + extract
+            + " END AS props FROM src"
+        )
+        # 2. Per property: value, JSON type and (for numeric aggregations) exact decimal.
+        cols = []
+        for key, k in self.keys.items():
+            item = d.item("props", k.index)
+            cols.append(f"{item} AS {k.json}, {d.json_type(item)} AS {k.type}")
+            if key in self.numeric_keys:
+                cols.append(f"{d.as_decimal(item)} AS {k.number}")
+                cols.append(
+                    f"coalesce({k.number}::DOUBLE = {d.as_double(item)}, false) AS {k.exact}"
+                )
+        # 3. Per meter: does the event count toward it (name + filter)?
+        matches = []
+        for i, m in enumerate(self.meters):
+            cond = Sql("(metered AND event_name = ?", (m.event_name,))
+            if m.filter is not None:
+                cond = cond + " AND " + self._group(m.filter)
+            matches.append(cond + f") AS m{i}_match")
+        y = (
+            Sql.join(
+                [Sql(f"SELECT {groups}, ts, event_id, metered"), *(Sql(c) for c in cols), *matches],
+                ", ",
+            )
+            + " FROM x"
+        )
+        # 4. The aggregates.
+        aggs = ["count(*) FILTER (WHERE NOT metered) AS unmetered_events"]
+        layout = []
+        for i, m in enumerate(self.meters):
+            agg, cols_i = self._aggregate(i, m)
+            aggs += agg
+            layout.append(cols_i)
+        sql = (
+            Sql("WITH src AS (")
+            + source
+            + "), x AS ("
+            + x
+            + "), y AS ("
+            + y
+            + ") "
+            + f"SELECT {groups}, "
+            + ", ".join(aggs)
+            + f" FROM y GROUP BY {groups} ORDER BY {groups}"
+        )
+        return CompiledQuery(sql, tuple(group_by), tuple(layout))
+
+    def _aggregate(self, i: int, m: Meter) -> tuple[list[str], MeterColumns]:
+        d, match, kind = self.d, f"m{i}_match", m.aggregation.type
+        q, e = f"m{i}_q", f"m{i}_events"
+        if kind == "count":
+            return [f"count(*) FILTER (WHERE {match}) AS {q}", f"{q} AS {e}"], MeterColumns(m, q, e)
+        k = self.keys[m.aggregation.key or ""]
+        skips = {"missing": f"m{i}_skip_missing"}
+        out = [f"count(*) FILTER (WHERE {match} AND {k.json} IS NULL) AS {skips['missing']}"]
+        if kind == "unique_count":
+            ok = f"{match} AND {k.type} <> 'NULL'"
+            value = (
+                f"CASE WHEN {k.type} IN {d.numeric_types} "
+                f"THEN 'n:' || {d.as_double(k.json)}::VARCHAR ELSE {k.json}::VARCHAR END"
+            )
+            skips["null"] = f"m{i}_skip_null"
+            out += [
+                f"{d.count_distinct(value)} FILTER (WHERE {ok}) AS {q}",
+                f"count(*) FILTER (WHERE {ok}) AS {e}",
+                f"count(*) FILTER (WHERE {match} AND {k.type} = 'NULL') AS {skips['null']}",
+            ]
+            return out, MeterColumns(m, q, e, skips)
+        ok = f"{match} AND {k.exact}"
+        func = {
+            "sum": f"sum({k.number})",
+            "max": f"max({k.number})",
+            "min": f"min({k.number})",
+            "last": d.last(k.number),
+        }[kind]
+        skips["not_number"] = f"m{i}_skip_not_number"
+        skips["not_exact"] = f"m{i}_skip_not_exact"
+        out += [
+            f"{func} FILTER (WHERE {ok}) AS {q}",
+            f"count(*) FILTER (WHERE {ok}) AS {e}",
+            f"count(*) FILTER (WHERE {match} AND {k.type} NOT IN {d.numeric_types}) "
+            f"AS {skips['not_number']}",
+            f"count(*) FILTER (WHERE {match} AND {k.type} IN {d.numeric_types} "
+            f"AND NOT {k.exact}) AS {skips['not_exact']}",
+        ]
+        return out, MeterColumns(m, q, e, skips)
+
+    # -- filters ------------------------------------------------------------------------------
+
+    def _group(self, group: Group) -> Sql:
+        parts = [self._group(c) if isinstance(c, Group) else self._clause(c) for c in group.clauses]
+        return Sql("(") + Sql.join(parts, f" {group.conjunction.upper()} ") + ")"
+
+    def _clause(self, c: Clause) -> Sql:
+        """A clause is false when the property is missing, whatever the operator (SPEC §3)."""
+        d, k = self.d, self.keys[c.key]
+        op = c.operator
+        if op in ("equals", "not_equals"):
+            same = self._equals(k, c.value)
+            body = same if op == "equals" else Sql(f"{k.json} IS NOT NULL AND NOT ") + same
+        elif op in ("contains", "does_not_contain"):
+            neg = "" if op == "contains" else "NOT "
+            body = Sql(
+                f"{k.type} = 'VARCHAR' AND {neg}{d.contains(d.string_value(k.json))}", (c.value,)
+            )
+        else:
+            sym = {
+                "greater_than": ">",
+                "greater_than_or_equals": ">=",
+                "less_than": "<",
+                "less_than_or_equals": "<=",
+            }[op]
+            body = Sql(
+                f"{k.type} IN {d.numeric_types} AND {d.as_double(k.json)} {sym} CAST(? AS DOUBLE)",
+                (str(c.value),),
+            )
+        return Sql("coalesce((") + body + "), false)"
+
+    def _equals(self, k: Key, value: Any) -> Sql:
+        """JSON equality: 5 equals 5.0; the string "5" does not equal the number 5."""
+        d = self.d
+        if value is None:
+            return Sql(f"coalesce({k.type} = 'NULL', false)")
+        if isinstance(value, bool):
+            return Sql(
+                f"coalesce({k.type} = 'BOOLEAN' AND {k.json}::VARCHAR = ?, false)",
+                ("true" if value else "false",),
+            )
+        if isinstance(value, (int, Decimal)):
+            return Sql(
+                f"coalesce({k.type} IN {d.numeric_types} AND "
+                f"{d.as_double(k.json)} = CAST(? AS DOUBLE), false)",
+                (str(value),),
+            )
+        return Sql(
+            f"coalesce({k.type} = 'VARCHAR' AND {d.string_value(k.json)} = ?, false)", (value,)
+        )
+
+
+def _keys(meter: Meter) -> list[str]:
+    keys = [meter.aggregation.key] if meter.aggregation.key else []
+
+    def walk(g: Group) -> None:
+        for c in g.clauses:
+            if isinstance(c, Group):
+                walk(c)
+            else:
+                keys.append(c.key)
+
+    if meter.filter is not None:
+        walk(meter.filter)
+    return keys
+
+
+def describe_filter(group: Group | None) -> str:
+    """The filter in words, for `explain`: status equals "success" and (region equals "eu" ...)."""
+    if group is None:
+        return "none"
+
+    def value(v: Any) -> str:
+        if v is None:
+            return "null"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace('"', '\\"') + '"'
+        return str(v)
+
+    def walk(g: Group, top: bool) -> str:
+        parts = [
+            walk(c, False)
+            if isinstance(c, Group)
+            else f"{c.key} {c.operator.replace('_', ' ')} {value(c.value)}"
+            for c in g.clauses
+        ]
+        text = f" {g.conjunction} ".join(parts)
+        return text if top or len(parts) == 1 else f"({text})"
+
+    return walk(group, True)
+
+
+def describe_meter(meter: Meter) -> str:
+    """`sum of tokens over ai.tokens events`."""
+    agg = meter.aggregation
+    what = "count" if agg.type == "count" else f"{agg.type.replace('_', ' ')} of {agg.key}"
+    return f"{what} over {meter.event_name} events"

@@ -1,0 +1,75 @@
+"""Exact decimals: currencies, rounding and how numbers are written.
+
+Borrowed from beancount's `number.py`: a `Decimal` is only ever made from text or an int,
+there is one place that quantizes money, and the rounding mode is named where it is used.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal, localcontext
+
+ZERO = Decimal(0)
+
+# Enough digits for DECIMAL(38, 12) quantities times prices with 12 decimals, and then some.
+CONTEXT = Context(prec=80, rounding=ROUND_HALF_UP)
+
+# ISO 4217 active codes by minor-unit decimals (2 unless listed under 0, 3 or 4).
+_CODES = {
+    0: "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF",
+    3: "BHD IQD JOD KWD LYD OMR TND",
+    4: "CLF UYW",
+    2: """AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL BSD
+        BTN BWP BYN BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUC CUP CVE CZK DKK DOP DZD EGP ERN
+        ETB EUR FJD FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS
+        KHR KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV
+        MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR SDG
+        SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH USD
+        USN UYU UZS VED VES WST XCD XCG YER ZAR ZMW ZWG ZWL""",
+}
+CURRENCIES: dict[str, int] = {code: n for n, codes in _CODES.items() for code in codes.split()}
+
+
+def minor_units(currency: str) -> int:
+    """Decimals of the currency's minor unit (USD 2, JPY 0, KWD 3)."""
+    return CURRENCIES[currency]
+
+
+def round_money(amount: Decimal, currency: str) -> Decimal:
+    """Round half-up to the currency's minor unit: the only place money is quantized."""
+    with localcontext(CONTEXT):
+        return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_UP)
+
+
+def round_up(value: Decimal, places: int) -> Decimal:
+    """Round towards +infinity to `places` decimals (credit consumption)."""
+    with localcontext(CONTEXT):
+        return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_CEILING)
+
+
+def round_down(value: Decimal, places: int) -> Decimal:
+    """Round towards -infinity to `places` decimals (credit rollover)."""
+    with localcontext(CONTEXT):
+        return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_FLOOR)
+
+
+def fmt_money(amount: Decimal, currency: str) -> str:
+    """Money as text with exactly the currency's minor-unit decimals."""
+    return f"{round_money(amount, currency):f}"
+
+
+def plain(value: Decimal | int) -> Decimal:
+    """Drop trailing zeros without going to exponent form: 1.500000000000 -> 1.5, 2500 stays."""
+    value = Decimal(value)
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()
+
+
+def fmt_number(value: Decimal | int) -> str:
+    """A quantity or credit count as plain text: no exponent, no trailing zeros ("2500", "1.5")."""
+    if isinstance(value, int):
+        return str(value)
+    if value == 0:
+        return "0"
+    text = f"{value.normalize():f}"
+    return text

@@ -1,0 +1,117 @@
+"""Pricing: pure functions, Decimal in, Decimal out, with every step written down.
+
+`price()` returns the exact amount and the steps that make it up (each tier or package), so
+that `explain` can show the arithmetic and tests can check that the steps add up. Rounding to
+the currency happens later, once per invoice line (`money.round_money`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal, localcontext
+
+from .config import Charge, CreditPool, Tier
+from .money import CONTEXT, ZERO, round_up
+
+
+@dataclass(frozen=True)
+class Step:
+    """One piece of the arithmetic. `units` at `unit_price`, plus `flat_price`, or for
+    packages `packages` of `package_size` at `package_price`."""
+
+    units: Decimal
+    amount: Decimal
+    unit_price: Decimal | None = None
+    flat_price: Decimal | None = None
+    packages: Decimal | None = None
+    package_size: Decimal | None = None
+    package_price: Decimal | None = None
+    tier: int | None = None
+
+
+@dataclass(frozen=True)
+class Priced:
+    quantity: Decimal
+    free_units: Decimal
+    billable: Decimal
+    exact: Decimal  # the amount before rounding; the steps add up to it
+    steps: tuple[Step, ...] = ()
+    credits: Decimal | None = None  # for charges drawing on a credit pool
+
+
+def billable_units(quantity: Decimal, free_units: Decimal) -> Decimal:
+    """`max(quantity - free_units, 0)`: free units reset every cycle."""
+    return max(quantity - free_units, ZERO)
+
+
+def price(charge: Charge, quantity: Decimal, pool: CreditPool | None = None) -> Priced:
+    """The amount (or credits) one charge costs for one cycle's quantity."""
+    with localcontext(CONTEXT):
+        billable = billable_units(quantity, charge.free_units)
+        if charge.credit is not None:
+            assert pool is not None, "a credit charge needs its pool"
+            per = charge.units_per_credit or Decimal(1)
+            credits = round_up(billable / per, pool.precision) if billable else ZERO
+            return Priced(quantity, charge.free_units, billable, ZERO, credits=credits)
+        steps = _steps(charge, billable)
+        exact = sum((s.amount for s in steps), ZERO)
+        return Priced(quantity, charge.free_units, billable, exact, tuple(steps))
+
+
+def _steps(charge: Charge, billable: Decimal) -> list[Step]:
+    if charge.model == "per_unit":
+        unit_price = charge.unit_price or ZERO
+        return [Step(billable, billable * unit_price, unit_price=unit_price)]
+    if charge.model == "package":
+        size, each = charge.package_size or Decimal(1), charge.package_price or ZERO
+        packages = (billable / size).to_integral_value(rounding=ROUND_CEILING)
+        return [
+            Step(
+                billable, packages * each, packages=packages, package_size=size, package_price=each
+            )
+        ]
+    tiers = charge.tiers or []
+    if charge.model == "graduated":
+        return graduated(tiers, billable)
+    return volume(tiers, billable)
+
+
+def graduated(tiers: list[Tier], billable: Decimal) -> list[Step]:
+    """Each tier prices the units that fall in it; its flat price is added when any does."""
+    steps, below = [], ZERO
+    for number, tier in enumerate(tiers, 1):
+        top = billable if tier.up_to is None else min(billable, tier.up_to)
+        units = top - below
+        if units > 0:
+            steps.append(
+                Step(
+                    units,
+                    units * tier.unit_price + tier.flat_price,
+                    unit_price=tier.unit_price,
+                    flat_price=tier.flat_price,
+                    tier=number,
+                )
+            )
+        if tier.up_to is None or billable <= tier.up_to:
+            break
+        below = tier.up_to
+    return steps
+
+
+def volume(tiers: list[Tier], billable: Decimal) -> list[Step]:
+    """All units at the price of the tier their total falls in, plus its flat price.
+    Zero units cost nothing (SPEC §5: no flat price at zero usage)."""
+    if billable <= 0:
+        return []
+    for number, tier in enumerate(tiers, 1):
+        if tier.up_to is None or billable <= tier.up_to:
+            return [
+                Step(
+                    billable,
+                    billable * tier.unit_price + tier.flat_price,
+                    unit_price=tier.unit_price,
+                    flat_price=tier.flat_price,
+                    tier=number,
+                )
+            ]
+    raise AssertionError("config validation guarantees an unbounded last tier")

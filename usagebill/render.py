@@ -1,0 +1,372 @@
+"""Output: tables (rich), JSON and CSV. No arithmetic here: every number arrives as text or
+as a Decimal already rounded where it is money."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any, TextIO
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .config import Config
+from .cycles import iso
+from .invoices import InvoiceDocument
+from .meters import describe_filter, describe_meter
+from .money import fmt_money, fmt_number, minor_units
+from .usage import UsageReport
+
+
+def to_json(doc: Any) -> str:
+    """One JSON document, keys in the documented order, ending in a newline."""
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def canonical_json(doc: Any) -> str:
+    """Sorted keys and fixed indentation, so that snapshot files diff well in git."""
+    return json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(["" if v is None else v for v in row] for row in rows)
+    return out.getvalue()
+
+
+def console(file: TextIO | None = None) -> Console:
+    """A console for reports. On a terminal it fits the window; into a pipe or a file it is
+    wide (so ids and money are never wrapped) and has no colour codes."""
+    out = Console(file=file, highlight=False)
+    if not out.is_terminal:
+        out = Console(file=file, highlight=False, width=160, no_color=True)
+    return out
+
+
+def _t(value: Any) -> Text:
+    """Data goes into tables as Text, never as markup: a customer named "[red]" stays text."""
+    return Text("" if value is None else str(value))
+
+
+def _money(amount: Decimal | str, currency: str) -> Text:
+    value = Decimal(amount)
+    return Text(f"{value:,.{minor_units(currency)}f}")
+
+
+def _qty(value: str | Decimal | int | None) -> Text:
+    if value is None or value == "":
+        return Text("")
+    d = Decimal(str(value))
+    whole = d == d.to_integral_value()
+    return Text(f"{d:,.0f}" if whole else f"{d:,f}")
+
+
+# -- usage ------------------------------------------------------------------------------------
+
+
+def usage_table(report: UsageReport, out: Console) -> None:
+    doc = report.to_json()
+    table = Table(box=box.SIMPLE_HEAD, title=f"Usage {doc['period_start']} → {doc['period_end']}")
+    table.add_column("Customer")
+    if report.by_day:
+        table.add_column("Day")
+    table.add_column("Meter")
+    table.add_column("Quantity", justify="right")
+    table.add_column("Unit")
+    table.add_column("Events", justify="right")
+    for r in doc["rows"]:
+        cells = [_t(r["customer_id"])]
+        if report.by_day:
+            cells.append(_t(r["day"]))
+        cells += [_t(r["meter_id"]), _qty(r["quantity"]), _t(r["unit"]), _qty(r["events"])]
+        table.add_row(*cells)
+    out.print(table)
+    if doc["skipped"]:
+        skipped = Table(box=box.SIMPLE_HEAD, title="Skipped events (not counted)")
+        skipped.add_column("Meter")
+        skipped.add_column("Reason")
+        skipped.add_column("Events", justify="right")
+        for s in doc["skipped"]:
+            skipped.add_row(_t(s["meter_id"] or "(none)"), _t(s["reason"]), _qty(s["events"]))
+        out.print(skipped)
+
+
+def usage_csv(report: UsageReport) -> str:
+    doc = report.to_json()
+    header = [
+        "customer_id",
+        *(["day"] if report.by_day else []),
+        "meter_id",
+        "quantity",
+        "events",
+        "unit",
+    ]
+    return to_csv(header, ([r[h] for h in header] for r in doc["rows"]))
+
+
+# -- invoices ---------------------------------------------------------------------------------
+
+
+def invoice_table(doc: InvoiceDocument, out: Console) -> None:
+    cur = doc.currency
+    grand = Decimal(0)
+    for inv in doc.invoices:
+        data = inv.to_json(cur)
+        table = Table(
+            box=box.SIMPLE_HEAD,
+            title=Text(
+                f"{data['customer_id']} · {data['customer_name']} · {inv.product.title}"
+                f" · {data['period_start']} → {data['period_end']}"
+            ),
+            title_justify="left",
+        )
+        for name, just in (
+            ("Line", "left"),
+            ("Quantity", "right"),
+            ("Free", "right"),
+            ("Billable", "right"),
+            (f"Amount ({cur})", "right"),
+        ):
+            table.add_column(name, justify=just)  # type: ignore[arg-type]
+        for line in data["lines"]:
+            if line["kind"] == "base":
+                table.add_row(
+                    _t(f"{line['description']} (base price)"),
+                    _t(""),
+                    _t(""),
+                    _t(""),
+                    _money(line["amount"], cur),
+                )
+            elif line["kind"] == "usage":
+                label = line["description"]
+                if "credits" in line:
+                    label += f" → {line['credits']} credits"
+                table.add_row(
+                    _t(label),
+                    _qty(line["quantity"]),
+                    _qty(line["free_units"]),
+                    _qty(line["billable_units"]),
+                    _money(line["amount"], cur),
+                )
+            else:
+                label = (
+                    f"{line['credit_id']} credits: {line['granted']} granted, "
+                    f"{line['rolled_over']} rolled over, {line['consumed']} used, "
+                    f"{line['remaining']} left, {line['overage_credits']} overage"
+                )
+                table.add_row(_t(label), _t(""), _t(""), _t(""), _money(line["amount"], cur))
+        table.add_section()
+        table.add_row(
+            Text("Total", style="bold"),
+            _t(""),
+            _t(""),
+            _t(""),
+            Text(f"{Decimal(data['total']):,.{minor_units(cur)}f}", style="bold"),
+        )
+        out.print(table)
+        grand += inv.total
+    n = len(doc.invoices)
+    out.print(
+        Text(
+            f"{n} invoice{'s' if n != 1 else ''} for {doc.period} ({doc.status}), "
+            f"total {cur} {grand:,.{minor_units(cur)}f}",
+            style="bold",
+        )
+    )
+    for adj in doc.adjustments:
+        out.print(
+            Text(f"Adjustment since closing, {adj['customer_id']}: {adj['total_difference']} {cur}")
+        )
+        for line in adj["lines"]:
+            what = line.get("meter_id") or line.get("credit_id") or line["kind"]
+            out.print(
+                Text(
+                    f"  {line['kind']} {what}: issued {line['issued']}, now "
+                    f"{line['current']}, difference {line['difference']}"
+                )
+            )
+
+
+INVOICE_CSV_HEADER = [
+    "period",
+    "status",
+    "customer_id",
+    "customer_name",
+    "period_start",
+    "period_end",
+    "kind",
+    "meter_id",
+    "credit_id",
+    "description",
+    "quantity",
+    "free_units",
+    "billable_units",
+    "unit_price",
+    "credits",
+    "amount",
+    "currency",
+]
+
+
+def invoice_csv(doc: InvoiceDocument) -> str:
+    """One row per invoice line, ready for a spreadsheet (totals are the sum of `amount`)."""
+    rows = []
+    cur = doc.currency
+    for inv in doc.invoices:
+        for line in inv.lines:
+            unit_price: str | None = None
+            qty = free = billable = credits = None
+            desc = line.description
+            if line.kind == "usage" and line.priced is not None and line.charge is not None:
+                qty, free, billable = (
+                    fmt_number(line.priced.quantity),
+                    fmt_number(line.priced.free_units),
+                    fmt_number(line.priced.billable),
+                )
+                ch = line.charge
+                if line.priced.credits is not None:
+                    credits = fmt_number(line.priced.credits)
+                elif ch.model == "per_unit":
+                    unit_price = fmt_number(ch.unit_price or 0)
+                elif ch.model == "package":
+                    unit_price = (
+                        f"{fmt_number(ch.package_price or 0)} per "
+                        f"{fmt_number(ch.package_size or 1)}"
+                    )
+                else:
+                    unit_price = ch.model
+            elif line.kind == "credit" and line.entry is not None and line.pool is not None:
+                e = line.entry
+                desc = (
+                    f"{line.description}: {fmt_number(e.granted)} granted, "
+                    f"{fmt_number(e.rolled_over)} rolled over, {fmt_number(e.consumed)} used, "
+                    f"{fmt_number(e.remaining)} left"
+                )
+                qty = fmt_number(e.overage)
+                credits = fmt_number(e.consumed)
+                if line.pool.overage_unit_price is not None:
+                    unit_price = fmt_number(line.pool.overage_unit_price)
+            rows.append(
+                [
+                    str(doc.period),
+                    doc.status,
+                    inv.customer.id,
+                    inv.customer.title,
+                    iso(inv.cycle.start),
+                    iso(inv.cycle.end),
+                    line.kind,
+                    line.meter_id,
+                    line.credit_id,
+                    desc,
+                    qty,
+                    free,
+                    billable,
+                    unit_price,
+                    credits,
+                    fmt_money(line.amount, cur),
+                    cur,
+                ]
+            )
+    return to_csv(INVOICE_CSV_HEADER, rows)
+
+
+# -- other listings ---------------------------------------------------------------------------
+
+
+def simple_table(
+    title: str,
+    header: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    out: Console,
+    right: Sequence[str] = (),
+) -> None:
+    table = Table(box=box.SIMPLE_HEAD, title=title)
+    for h in header:
+        table.add_column(h, justify="right" if h in right else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*(_t(v) for v in row))
+    out.print(table)
+
+
+def shorten(text: str | None, width: int = 70) -> str:
+    """Raw lines for a table: control characters made visible, long ones cut."""
+    if text is None:
+        return ""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return shown if len(shown) <= width else shown[: width - 1] + "…"
+
+
+def config_summary(config: Config, out: Console) -> None:
+    simple_table(
+        "Meters",
+        ["id", "event_name", "aggregation", "filter", "unit"],
+        (
+            [
+                m.id,
+                m.event_name,
+                describe_meter(m).split(" over ")[0],
+                describe_filter(m.filter),
+                m.unit or "",
+            ]
+            for m in config.meters
+        ),
+        out,
+    )
+    if config.credits:
+        simple_table(
+            "Credit pools",
+            ["id", "per cycle", "precision", "rollover %", "overage price"],
+            (
+                [
+                    c.id,
+                    fmt_number(c.per_cycle),
+                    c.precision,
+                    fmt_number(c.rollover_percent) if c.rollover_percent is not None else "",
+                    fmt_number(c.overage_unit_price) if c.overage_unit_price is not None else "",
+                ]
+                for c in config.credits
+            ),
+            out,
+        )
+    if config.products:
+        simple_table(
+            "Products",
+            ["id", "name", "base price", "charges"],
+            (
+                [
+                    p.id,
+                    p.title,
+                    fmt_money(p.base_price, config.currency) if p.base_price is not None else "",
+                    ", ".join(
+                        f"{ch.meter} ({'credits: ' + ch.credit if ch.credit else ch.model})"
+                        for ch in p.charges
+                    ),
+                ]
+                for p in config.products
+            ),
+            out,
+        )
+    if config.customers:
+        simple_table(
+            "Customers",
+            ["id", "name", "product", "anchor", "timezone", "start_date"],
+            (
+                [
+                    c.id,
+                    c.title,
+                    c.product,
+                    c.billing_anchor,
+                    c.timezone or config.timezone,
+                    c.start_date or "",
+                ]
+                for c in config.customers
+            ),
+            out,
+        )

@@ -1,0 +1,212 @@
+"""Where events come from: files, directories, globs, `.gz` and stdin.
+
+The fast path hands each file straight to DuckDB. When DuckDB's reader refuses a file
+(invalid UTF-8, a line over the size limit, a stray carriage return, a truncated gzip),
+`sanitize` walks it once in Python, blanks out the lines it cannot take (so line numbers stay
+exact) and says why, and DuckDB reads the cleaned copy. Only broken files pay for that walk.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import sys
+import tempfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+
+EVENT_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
+MAX_LINE_BYTES = 2 * 1024 * 1024  # DuckDB's default max_line_size; longer lines are rejected
+STDIN = "<stdin>"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: `label` is what users see and what is stored; `path` is what is read."""
+
+    label: str
+    path: str
+
+    @property
+    def gzipped(self) -> bool:
+        return self.path.endswith(".gz")
+
+    @property
+    def size(self) -> int:
+        try:
+            return os.path.getsize(self.path)
+        except OSError:
+            return 0
+
+
+@dataclass(frozen=True)
+class BadLine:
+    line: int
+    reason: str
+    raw: str
+
+
+def expand(inputs: list[str], workdir: str) -> list[Source]:
+    """Files, directories (searched for event files), globs and `-`, sorted by name so that
+    the order they are given in never matters."""
+    found: dict[str, Source] = {}
+    for item in inputs:
+        if item == "-":
+            found[STDIN] = _read_stdin(workdir)
+            continue
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.name.endswith(EVENT_SUFFIXES)
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            if not files:
+                raise InputError(
+                    f"{item}: no event files in this directory",
+                    hint="Event files end in " + ", ".join(EVENT_SUFFIXES) + ".",
+                )
+            for p in files:
+                found[str(p)] = Source(str(p), str(p))
+        elif path.is_file():
+            found[str(path)] = Source(str(path), str(path))
+        elif glob.has_magic(item):
+            matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            if not matches:
+                raise InputError(f"{item}: no files match this pattern")
+            for p in matches:
+                found[p] = Source(p, p)
+        elif path.exists():
+            raise InputError(f"{item}: not a regular file")
+        else:
+            raise InputError(
+                f"{item}: no such file or directory",
+                hint="Check the path; use - to read events from stdin.",
+            )
+    for source in found.values():
+        if not os.access(source.path, os.R_OK):
+            raise InputError(f"{source.label}: permission denied")
+    return sorted(found.values(), key=lambda s: s.label)
+
+
+def _read_stdin(workdir: str) -> Source:
+    """DuckDB reads files, so stdin is copied to one first (in chunks, not lines)."""
+    data = sys.stdin.buffer
+    head = data.read(2)
+    suffix = ".jsonl.gz" if head == b"\x1f\x8b" else ".jsonl"
+    path = os.path.join(workdir, "stdin" + suffix)
+    with open(path, "wb") as out:
+        out.write(head)
+        shutil.copyfileobj(data, out, 1 << 20)
+    return Source(STDIN, path)
+
+
+def _chunks(source: Source) -> Iterator[bytes]:
+    """The file's bytes; for gzip every member, raising `_Truncated` where the data stops early."""
+    with open(source.path, "rb") as f:
+        if not source.gzipped:
+            yield from iter(lambda: f.read(1 << 20), b"")
+            return
+        decomp, fed = zlib.decompressobj(wbits=47), False
+        while block := f.read(1 << 20):
+            while block:
+                if not fed and not block.strip(b"\0"):
+                    break  # zero padding after the last member, as gzip(1) allows
+                fed = True
+                try:
+                    yield decomp.decompress(block)
+                except zlib.error as e:
+                    raise _Truncated(f"the gzip data is corrupt ({e})") from None
+                block = b""
+                if decomp.eof:
+                    block, decomp, fed = decomp.unused_data, zlib.decompressobj(wbits=47), False
+        if fed:
+            yield decomp.flush()
+            raise _Truncated("the gzip file is truncated: it ends before its last line")
+
+
+class _Truncated(Exception):
+    """The data stops early; `partial` is the incomplete last line, if any."""
+
+    partial = b""
+
+
+def _lines(source: Source) -> Iterator[bytes]:
+    """Physical lines without their end of line; the last one may lack a newline."""
+    rest = b""
+    try:
+        for chunk in _chunks(source):
+            rest += chunk
+            *complete, rest = rest.split(b"\n")
+            yield from complete
+    except _Truncated as e:
+        e.partial = rest
+        raise
+    if rest:
+        yield rest
+
+
+def _problem(line: bytes) -> str | None:
+    """Why DuckDB's line reader cannot take this line, in plain words (None: it can)."""
+    if len(line) > MAX_LINE_BYTES:
+        return f"line is longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB ({len(line):,} bytes)"
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"not valid UTF-8 (bad byte at column {e.start + 1})"
+    body = text[:-1] if text.endswith("\r") else text
+    if "\r" in body:
+        return "invalid JSON: a carriage return (\\r) inside the line"
+    if "\x01" in body:
+        return "invalid JSON: control character U+0001"
+    return None
+
+
+def sanitize(source: Source, workdir: str) -> tuple[Source, list[BadLine]]:
+    """Copy `source` with every line DuckDB cannot read replaced by an empty line (so line
+    numbers stay exact), and say why each was replaced."""
+    bad: list[BadLine] = []
+    fd, path = tempfile.mkstemp(suffix=".jsonl", dir=workdir)
+    n = 0
+    with os.fdopen(fd, "wb") as out:
+        try:
+            for n, line in enumerate(_lines(source), 1):
+                reason = _problem(line)
+                if reason is None:
+                    out.write(line + b"\n")
+                else:
+                    out.write(b"\n")
+                    bad.append(BadLine(n, reason, _printable(line)))
+        except _Truncated as e:
+            # The line where the data stops (complete or not, we cannot know) is rejected.
+            out.write(b"\n")
+            bad.append(BadLine(n + 1, str(e), _printable(e.partial)))
+    return Source(source.label, path), bad
+
+
+def _printable(line: bytes) -> str:
+    return line[:65536].decode("utf-8", "replace")
+
+
+def read_lines(source: Source, wanted: set[int]) -> dict[int, str]:
+    """The raw text of a few lines (for rejects found after parsing)."""
+    out: dict[int, str] = {}
+    if not wanted:
+        return out
+    last = max(wanted)
+    try:
+        for n, line in enumerate(_lines(source), 1):
+            if n in wanted:
+                out[n] = line.rstrip(b"\r").decode("utf-8", "replace")
+            if n >= last:
+                break
+    except _Truncated:
+        pass
+    return out

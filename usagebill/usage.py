@@ -1,0 +1,192 @@
+"""Usage reports: how much each customer used of each meter in a period.
+
+`measure` runs the compiled meter query (one pass over the period's events for every meter
+and customer) and turns its rows into `Measure`s; invoices use it too, grouped by cycle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from .config import Config, Meter, suggest
+from .cycles import Period, iso
+from .errors import OptionError
+from .meters import SKIP_REASONS, MeterCompiler, Sql
+from .money import ZERO, fmt_number, plain
+from .store import Store
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One meter for one group: its quantity, the events counted, the events skipped."""
+
+    quantity: Decimal = ZERO
+    events: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # reason text -> events
+
+
+Group = tuple[Any, ...]
+
+
+@dataclass
+class Measured:
+    by_group: dict[Group, dict[str, Measure]]
+    unmetered: dict[Group, int]  # events whose event_name no meter counts
+
+
+def measure(
+    store: Store, meters: Sequence[Meter], source: Sql, group_by: Sequence[str]
+) -> Measured:
+    """Every meter for every group in one query. `source` yields the group columns plus
+    event_name, ts, event_id, metadata."""
+    compiled = MeterCompiler(meters).compile(source, group_by)
+    names, rows = store.query_named(compiled.sql)
+    col = {n: i for i, n in enumerate(names)}
+    n_groups = len(group_by)
+    out: dict[Group, dict[str, Measure]] = {}
+    unmetered: dict[Group, int] = {}
+    for row in rows:
+        key = tuple(row[:n_groups])
+        unmetered[key] = int(row[col[compiled.unmetered]])
+        per: dict[str, Measure] = {}
+        for mc in compiled.meters:
+            m = mc.meter
+            skipped = {
+                SKIP_REASONS[code].format(key=m.aggregation.key): int(row[col[c]])
+                for code, c in mc.skips.items()
+                if row[col[c]]
+            }
+            q = row[col[mc.quantity]]
+            per[m.id] = Measure(
+                plain(q) if q is not None else ZERO, int(row[col[mc.events]]), skipped
+            )
+        out[key] = per
+    return Measured(out, unmetered)
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    customer_id: str
+    meter_id: str
+    quantity: Decimal
+    events: int
+    unit: str | None
+    day: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    meter_id: str | None  # None: events no meter counts
+    reason: str
+    events: int
+
+
+@dataclass
+class UsageReport:
+    period_start: dt.datetime
+    period_end: dt.datetime
+    rows: list[UsageRow]
+    skipped: list[Skipped]
+    by_day: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        rows = []
+        for r in self.rows:
+            row: dict[str, Any] = {"customer_id": r.customer_id, "meter_id": r.meter_id}
+            if self.by_day:
+                row["day"] = r.day.isoformat() if r.day else None
+            row.update(quantity=fmt_number(r.quantity), events=r.events, unit=r.unit)
+            rows.append(row)
+        return {
+            "period_start": iso(self.period_start),
+            "period_end": iso(self.period_end),
+            "rows": rows,
+            "skipped": [
+                {"meter_id": s.meter_id, "reason": s.reason, "events": s.events}
+                for s in self.skipped
+            ],
+        }
+
+
+def select_meters(config: Config, meter: str | None) -> list[Meter]:
+    if meter is None:
+        return list(config.meters)
+    if meter not in config.meter:
+        raise OptionError(
+            f"--meter {meter}: no such meter in {config.source}" + suggest(meter, config.meter)
+        )
+    return [config.meter[meter]]
+
+
+def usage_report(
+    store: Store,
+    config: Config,
+    period: Period,
+    *,
+    customer: str | None = None,
+    meter: str | None = None,
+    by_day: bool = False,
+    as_of: int | None = None,
+) -> UsageReport:
+    """Quantity per customer and meter (and local day) over `period` in the config's zone."""
+    meters = select_meters(config, meter)
+    lo, hi = period.window(config.tz)
+    events = store.effective_events(lo, hi, as_of)
+    day = Sql("timezone(?, ts)::DATE AS day, ", (config.timezone,)) if by_day else Sql("")
+    source = (
+        Sql("SELECT customer_id, ")
+        + day
+        + "event_name, ts, event_id, metadata FROM ("
+        + events
+        + ")"
+    )
+    if customer is not None:
+        source = source + Sql(" WHERE customer_id = ?", (customer,))
+    group_by = ["customer_id", "day"] if by_day else ["customer_id"]
+    measured = measure(store, meters, source, group_by)
+
+    rows: list[UsageRow] = []
+    skips: dict[tuple[str | None, str], int] = defaultdict(int)
+    for key, per in measured.by_group.items():
+        for m in meters:
+            got = per[m.id]
+            for reason, n in got.skipped.items():
+                skips[(m.id, reason)] += n
+            if by_day and not got.events:
+                continue
+            rows.append(
+                UsageRow(key[0], m.id, got.quantity, got.events, m.unit, key[1] if by_day else None)
+            )
+    if not by_day:  # configured customers without events get their zero rows too
+        seen = {k[0] for k in measured.by_group}
+        for c in config.customers:
+            if c.id not in seen and (customer is None or customer == c.id):
+                rows += [UsageRow(c.id, m.id, ZERO, 0, m.unit) for m in meters]
+    if meter is None and sum(measured.unmetered.values()):
+        for name, n in _unmetered_names(store, config, events, customer):
+            skips[(None, f"no meter counts event_name {name!r}")] += n
+    order = {m.id: i for i, m in enumerate(meters)}
+    rows.sort(key=lambda r: (r.customer_id, order[r.meter_id], r.day or dt.date.min))
+    skipped = [Skipped(m, reason, n) for (m, reason), n in skips.items()]
+    skipped.sort(key=lambda s: (s.meter_id is None, order.get(s.meter_id or "", 0), s.reason))
+    return UsageReport(lo, hi, rows, skipped, by_day)
+
+
+def _unmetered_names(
+    store: Store, config: Config, events: Sql, customer: str | None
+) -> list[tuple[str, int]]:
+    """Only asked when some events match no meter: which event names, how many."""
+    names = sorted({m.event_name for m in config.meters})
+    sql = Sql("SELECT event_name, count(*) FROM (") + events + ") WHERE true"
+    if names:
+        sql = sql + Sql(
+            " AND event_name NOT IN (" + ", ".join("?" * len(names)) + ")", tuple(names)
+        )
+    if customer is not None:
+        sql = sql + Sql(" AND customer_id = ?", (customer,))
+    return [(r[0], int(r[1])) for r in store.query(sql + " GROUP BY 1 ORDER BY 1")]
