@@ -360,13 +360,14 @@ def invoice(
     output: OutputOpt = None,
 ) -> None:
     """One invoice per configured customer whose billing cycle starts in the period."""
+    from .closing import invoice_document
     from .cycles import parse_month
-    from .invoices import build_invoices
 
     cfg = _config(config)
     month = parse_month(period)
     with _store(db) as store:
-        doc = build_invoices(store, cfg, month, customer=customer, as_of=store.resolve_as_of(as_of))
+        doc = invoice_document(store, cfg, month, customer=customer,
+                               as_of=store.resolve_as_of(as_of))
     _render_invoices(doc, format, output)
 
 
@@ -445,6 +446,119 @@ def credits(
             ),
             output,
         )
+
+
+@app.command()
+def close(
+    period: Annotated[str, typer.Option("--period", "-p", help="The month to close: 2026-10")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    db: DbOpt = DEFAULT_DB,
+    format: FormatOpt = Format.table,
+    output: OutputOpt = None,
+) -> None:
+    """Issue the period's invoices: store them as they are now; later changes become
+    adjustments."""
+    from .closing import close_period
+    from .cycles import parse_month
+
+    cfg = _config(config)
+    month = parse_month(period)
+    with _store(db, write=True) as store:
+        doc = close_period(store, cfg, month)
+        run = store.latest_run()
+    _render_invoices(doc, format, output)
+    _err(f"closed {month}: {len(doc.invoices)} invoices issued, reflecting runs 1 to {run}")
+
+
+@app.command()
+def explain(
+    period: Annotated[str, typer.Option("--period", "-p", help="The month the cycle starts in.")],
+    customer: Annotated[str, typer.Option("--customer", help="The customer to explain.")],
+    meter: Annotated[str | None, typer.Option("--meter", help="Only this meter's line.")] = None,
+    events: Annotated[
+        Path | None, typer.Option("--events", help="Also write the events behind the lines "
+                                  "to this CSV file.")
+    ] = None,
+    as_of: AsOfOpt = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    db: DbOpt = DEFAULT_DB,
+    format: FormatOpt = Format.table,
+    output: OutputOpt = None,
+) -> None:
+    """How each invoice line came about: events, free units, each pricing step, rounding."""
+    from . import explain as ex
+    from .cycles import parse_month
+    from .render import to_csv, to_json
+
+    if format is Format.csv:
+        _fail("explain --format csv: use --events FILE for a spreadsheet of the events")
+    cfg = _config(config)
+    month = parse_month(period)
+    with _store(db) as store:
+        run = store.resolve_as_of(as_of)
+        doc = ex.explain(store, cfg, month, customer, meter=meter, as_of=run)
+        rows = (ex.explain_events(store, cfg, month, customer, meter=meter, as_of=run)
+                if events else None)
+    if events is not None and rows is not None:
+        try:
+            events.write_text(to_csv(ex.EVENTS_HEADER, rows), encoding="utf-8")
+        except OSError as e:
+            _fail(f"--events {events}: cannot write ({e.strerror})")
+        _err(f"wrote {len(rows):,} events to {events}")
+    if format is Format.json:
+        _emit(to_json(doc), output)
+    else:
+        _emit("\n".join(ex.explain_text(doc)) + "\n", output)
+
+
+@app.command()
+def runs(
+    db: DbOpt = DEFAULT_DB, format: FormatOpt = Format.table, output: OutputOpt = None
+) -> None:
+    """Every ingest run: when, which files, how many lines of each kind."""
+    from .render import simple_table, to_csv, to_json
+
+    with _store(db) as store:
+        rows = store.runs()
+    docs = [{**r, "started_at": r["started_at"].isoformat() if r["started_at"] else None,
+             "ended_at": r["ended_at"].isoformat() if r["ended_at"] else None} for r in rows]
+    header = ["run", "started_at", "ended_at", "files", "lines_read", "accepted", "duplicates",
+              "rejected", "timestamped", "corrections"]
+    if format is Format.json:
+        _emit(to_json(docs), output)
+    elif format is Format.csv:
+        _emit(to_csv(header, ([*(d[h] for h in header[:3]), " ".join(d["files"] or []),
+                               *(d[h] for h in header[4:])] for d in docs)), output)
+    else:
+        def files(names: list[str] | None) -> str:
+            names = names or []
+            return ", ".join(names) if len(names) <= 2 else f"{names[0]} and {len(names) - 1} more"
+
+        _emit_table(lambda out: simple_table(
+            "Ingest runs", header,
+            ([d["run"], (d["started_at"] or "")[:19], (d["ended_at"] or "")[:19],
+              files(d["files"]), *(d[h] for h in header[4:])] for d in docs),
+            out, right=["run", *header[4:]]), output)
+
+
+@app.command()
+def corrections(
+    db: DbOpt = DEFAULT_DB, format: FormatOpt = Format.table, output: OutputOpt = None
+) -> None:
+    """Corrections (void / amend) and whether each has found its target yet."""
+    from .render import simple_table, to_csv, to_json
+
+    with _store(db) as store:
+        rows = store.corrections()
+    header = ["event_id", "action", "target", "reason", "file", "line", "run", "status"]
+    if format is Format.json:
+        _emit(to_json(rows), output)
+    elif format is Format.csv:
+        _emit(to_csv(header, ([r[h] for h in header] for r in rows)), output)
+    else:
+        _emit_table(lambda out: simple_table(
+            "Corrections", header, ([r[h] for h in header] for r in rows), out,
+            right=["line", "run"]), output)
 
 
 def main() -> None:

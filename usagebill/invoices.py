@@ -8,19 +8,31 @@ Python then prices the aggregated rows, runs the credit ledgers and rounds each 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from pydantic import BaseModel
+
 from .config import Charge, Config, CreditPool, Customer, Product, suggest
 from .credits import LedgerEntry, ledger
-from .cycles import Cycle, Month, cycle_containing, cycle_for, cycles_from, iso, local_midnight
+from .cycles import (
+    Cycle,
+    Month,
+    cycle_containing,
+    cycle_for,
+    cycles_from,
+    iso,
+    local_midnight,
+    parse_month,
+)
 from .errors import OptionError
 from .meters import Sql
 from .money import ZERO, fmt_money, fmt_number, round_money
-from .pricing import Priced, price
+from .pricing import Priced, Step, price
 from .store import Store
 from .usage import Measure, measure
 
@@ -140,6 +152,7 @@ class Plan:
     product: Product
     cycle: Cycle
     history: list[Cycle]  # oldest first, ending with `cycle`
+    openings: dict[str, Decimal] = field(default_factory=dict)  # pool -> rolled into history[0]
 
 
 def select_customers(config: Config, customer: str | None) -> list[Customer]:
@@ -184,6 +197,16 @@ def plan(
             continue
         first = cycle_containing(min(begin, p.cycle.start), p.customer.billing_anchor, tz)
         p.history = cycles_from(first.month, month, p.customer.billing_anchor, tz)
+    # A closed cycle's pool keeps its issued figures: the ledger restarts after the latest
+    # one, from what it carried over, so rollover into later cycles never moves.
+    for p in pooled:
+        closed = store.issued_before(p.customer.id, p.cycle.start, as_of)
+        if closed is None:
+            continue
+        issued = invoice_from_record(closed)
+        p.history = [c for c in p.history if c.start >= issued.cycle.end] or [p.cycle]
+        p.openings = {line.credit_id: line.entry.carried for line in issued.lines
+                      if line.kind == "credit" and line.credit_id and line.entry}
     return plans
 
 
@@ -273,7 +296,7 @@ def pool_ledger(config: Config, p: Plan, pool: CreditPool, measured: Measured) -
             if ch.credit == pool.id
         }
         history.append((cycle, draws))
-    return ledger(pool, history)
+    return ledger(pool, history, p.openings.get(pool.id, ZERO))
 
 
 def _invoice(
@@ -445,3 +468,69 @@ def ledger_json(
         }
         for e in entries
     ]
+
+
+# -- issued-invoice records -------------------------------------------------------------------
+# A closed period keeps each invoice as a full record (customer, product, prices, steps,
+# credit figures as they were), so that editing the config later never changes it.
+
+
+def to_record(value: Any) -> Any:
+    """An invoice (or any part of one) as plain JSON data: decimals as exact text."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Cycle):
+        return {"month": str(value.month), "start": iso(value.start), "end": iso(value.end)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_record(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: to_record(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_record(v) for v in value]
+    return value
+
+
+def _dec(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _cycle(data: dict[str, str]) -> Cycle:
+    return Cycle(parse_month(data["month"]), dt.datetime.fromisoformat(data["start"]),
+                 dt.datetime.fromisoformat(data["end"]))
+
+
+def _line(data: dict[str, Any]) -> Line:
+    priced = measure_ = entry = None
+    if data.get("priced"):
+        p = data["priced"]
+        steps = tuple(
+            Step(**{k: (v if k == "tier" else _dec(v)) for k, v in step.items()})
+            for step in p["steps"]
+        )
+        priced = Priced(Decimal(p["quantity"]), Decimal(p["free_units"]), Decimal(p["billable"]),
+                        Decimal(p["exact"]), steps, _dec(p["credits"]))
+    if data.get("measure"):
+        m = data["measure"]
+        measure_ = Measure(Decimal(m["quantity"]), m["events"], m["skipped"])
+    if data.get("entry"):
+        e = data["entry"]
+        entry = LedgerEntry(
+            _cycle(e["cycle"]), Decimal(e["rolled_over"]), Decimal(e["granted"]),
+            {k: Decimal(v) for k, v in e["draws"].items()}, Decimal(e["from_rollover"]),
+            Decimal(e["from_grant"]), Decimal(e["overage"]), Decimal(e["carried"]),
+            Decimal(e["overage_amount"]),
+        )
+    return Line(
+        data["kind"], data["description"], Decimal(data["amount"]), data["meter_id"],
+        Charge.model_validate(data["charge"]) if data.get("charge") else None, measure_, priced,
+        data["credit_id"], entry,
+        CreditPool.model_validate(data["pool"]) if data.get("pool") else None,
+    )
+
+
+def invoice_from_record(data: dict[str, Any]) -> Invoice:
+    return Invoice(Customer.model_validate(data["customer"]),
+                   Product.model_validate(data["product"]), _cycle(data["cycle"]),
+                   [_line(x) for x in data["lines"]])

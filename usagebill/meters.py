@@ -154,9 +154,11 @@ class MeterCompiler:
             m.aggregation.key for m in self.meters if m.aggregation.type in NUMERIC_AGGREGATIONS
         }
 
-    def compile(self, source: Sql, group_by: Sequence[str]) -> CompiledQuery:
+    def _relations(self, source: Sql, carry: Sequence[str]) -> Sql:
+        """`WITH src, x, y`: y has, per event, the `carry` columns, ts, event_id, each needed
+        property (value, JSON type, exact decimal) and each meter's match."""
         d = self.d
-        groups = ", ".join(group_by)
+        cols_carried = ", ".join(carry)
         names = sorted({m.event_name for m in self.meters})
         metered = (
             Sql("event_name IN (" + ", ".join("?" * len(names)) + ")", tuple(names))
@@ -170,7 +172,7 @@ class MeterCompiler:
             else Sql("NULL")
         )
         x = (
-            Sql(f"SELECT {groups}, event_name, ts, event_id, ")
+            Sql(f"SELECT {cols_carried}, event_name, ts, event_id, ")
             + metered
             + " AS metered, CASE WHEN metered THEN "
             + extract
@@ -195,12 +197,17 @@ class MeterCompiler:
             matches.append(cond + f") AS m{i}_match")
         y = (
             Sql.join(
-                [Sql(f"SELECT {groups}, ts, event_id, metered"), *(Sql(c) for c in cols), *matches],
+                [Sql(f"SELECT {cols_carried}, ts, event_id, metered"),
+                 *(Sql(c) for c in cols), *matches],
                 ", ",
             )
             + " FROM x"
         )
-        # 4. The aggregates.
+        return Sql("WITH src AS (") + source + "), x AS (" + x + "), y AS (" + y + ") "
+
+    def compile(self, source: Sql, group_by: Sequence[str]) -> CompiledQuery:
+        """One aggregate query: every meter for every group."""
+        groups = ", ".join(group_by)
         aggs = ["count(*) FILTER (WHERE NOT metered) AS unmetered_events"]
         layout = []
         for i, m in enumerate(self.meters):
@@ -208,18 +215,34 @@ class MeterCompiler:
             aggs += agg
             layout.append(cols_i)
         sql = (
-            Sql("WITH src AS (")
-            + source
-            + "), x AS ("
-            + x
-            + "), y AS ("
-            + y
-            + ") "
+            self._relations(source, group_by)
             + f"SELECT {groups}, "
             + ", ".join(aggs)
             + f" FROM y GROUP BY {groups} ORDER BY {groups}"
         )
         return CompiledQuery(sql, tuple(group_by), tuple(layout))
+
+    def compile_rows(self, source: Sql, carry: Sequence[str]) -> Sql:
+        """The events each meter counts, one row per (event, meter), with the value it
+        counted: what `explain --events` exports. Columns: meter index `m`, the `carry`
+        columns, ts, event_id, value (text)."""
+        parts = []
+        for i, m in enumerate(self.meters):
+            kind = m.aggregation.type
+            if kind == "count":
+                value, ok = "'1'", f"m{i}_match"
+            else:
+                k = self.keys[m.aggregation.key or ""]
+                if kind == "unique_count":
+                    value, ok = f"{k.json}::VARCHAR", f"m{i}_match AND {k.type} <> 'NULL'"
+                else:
+                    value, ok = f"{k.number}::VARCHAR", f"m{i}_match AND {k.exact}"
+            parts.append(
+                f"SELECT {i} AS m, {', '.join(carry)}, ts, event_id, {value} AS value "
+                f"FROM y WHERE {ok}"
+            )
+        body = " UNION ALL ".join(parts) if parts else "SELECT NULL WHERE false"
+        return self._relations(source, carry) + body + " ORDER BY m, ts, event_id"
 
     def _aggregate(self, i: int, m: Meter) -> tuple[list[str], MeterColumns]:
         d, match, kind = self.d, f"m{i}_match", m.aggregation.type

@@ -46,7 +46,7 @@ def console(file: TextIO | None = None) -> Console:
     wide (so ids and money are never wrapped) and has no colour codes."""
     out = Console(file=file, highlight=False)
     if not out.is_terminal:
-        out = Console(file=file, highlight=False, width=160, no_color=True)
+        out = Console(file=file, highlight=False, width=200, no_color=True)
     return out
 
 
@@ -289,7 +289,8 @@ def simple_table(
 ) -> None:
     table = Table(box=box.SIMPLE_HEAD, title=title)
     for h in header:
-        table.add_column(h, justify="right" if h in right else "left", no_wrap=True)
+        table.add_column(h, justify="right" if h in right else "left", min_width=len(h),
+                         overflow="fold")
     for row in rows:
         table.add_row(*(_t(v) for v in row))
     out.print(table)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import shutil
 import tempfile
@@ -67,11 +68,16 @@ def _m002_audit(con: duckdb.DuckDBPyConnection) -> None:
             target_run INTEGER, target_file VARCHAR, target_line BIGINT,
             eff_customer_id VARCHAR, eff_event_name VARCHAR, eff_ts TIMESTAMPTZ,
             eff_metadata JSON)""")
+    # A closed period and, per customer, the invoice issued for it (a full record: prices,
+    # steps and credit figures as they were, so later config edits never change it).
+    con.execute("""
+        CREATE TABLE closings (
+            period VARCHAR PRIMARY KEY, run INTEGER, closed_at TIMESTAMPTZ, document JSON)""")
     con.execute("""
         CREATE TABLE issued (
             period VARCHAR NOT NULL, customer_id VARCHAR NOT NULL,
-            period_start TIMESTAMPTZ, period_end TIMESTAMPTZ,
-            run INTEGER, closed_at TIMESTAMPTZ, invoice JSON, credits JSON)""")
+            period_start TIMESTAMPTZ NOT NULL, period_end TIMESTAMPTZ NOT NULL,
+            record JSON NOT NULL)""")
 
 
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [_m001_core, _m002_audit]
@@ -293,6 +299,49 @@ class Store:
             FROM corrections ORDER BY run, file, line""")
         cols = ("event_id", "action", "target", "reason", "file", "line", "run", "status")
         return [dict(zip(cols, r)) for r in rows]
+
+    # -- closed periods -----------------------------------------------------------------------
+
+    def closing(self, period: str, as_of: int | None = None) -> dict[str, Any] | None:
+        """The closing of `period`, if it happened (by run `as_of`)."""
+        rows = self.query("SELECT run, closed_at FROM closings WHERE period = ?"
+                          + ("" if as_of is None else " AND run <= ?"),
+                          [period] if as_of is None else [period, as_of])
+        return {"run": rows[0][0], "closed_at": rows[0][1]} if rows else None
+
+    def issued(self, period: str) -> list[dict[str, Any]]:
+        """The invoice records issued when `period` was closed."""
+        rows = self.query("SELECT record FROM issued WHERE period = ? ORDER BY customer_id",
+                          [period])
+        return [json.loads(r[0]) for r in rows]
+
+    def issued_before(self, customer_id: str, before: dt.datetime,
+                      as_of: int | None = None) -> dict[str, Any] | None:
+        """The latest invoice record issued to a customer for a cycle ending by `before`."""
+        sql = ("SELECT i.record FROM issued i JOIN closings c ON c.period = i.period "
+               "WHERE i.customer_id = ? AND i.period_end <= ?")
+        params: list[Any] = [customer_id, before]
+        if as_of is not None:
+            sql += " AND c.run <= ?"
+            params.append(as_of)
+        rows = self.query(sql + " ORDER BY i.period_end DESC LIMIT 1", params)
+        return json.loads(rows[0][0]) if rows else None
+
+    def write_closing(self, period: str, run: int, document: dict[str, Any],
+                      records: list[tuple[str, dt.datetime, dt.datetime, dict[str, Any]]]) -> None:
+        """Store a period's issued invoices, all or nothing."""
+        self.con.execute("BEGIN")
+        try:
+            self.con.execute("INSERT INTO closings VALUES (?, ?, ?, ?)",
+                             [period, run, dt.datetime.now(dt.timezone.utc), json.dumps(document)])
+            for customer_id, start, end, record in records:
+                self.con.execute("INSERT INTO issued VALUES (?, ?, ?, ?, ?)",
+                                 [period, customer_id, start, end, json.dumps(record)])
+            self.con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute("ROLLBACK")
+            raise
 
     # -- ingest -------------------------------------------------------------------------------
 
