@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from .errors import OptionError, UsagebillError
+from .money import count
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -31,6 +32,11 @@ class Format(str, Enum):
     table = "table"
     json = "json"
     csv = "csv"
+    html = "html"  # documents: `invoice --format html|pdf --output DIR` only
+    pdf = "pdf"
+
+
+DOCUMENT_FORMATS = (Format.html, Format.pdf)
 
 
 class App(TyperGroup):
@@ -98,6 +104,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: no rich import, so --help answers at once
     help="Usage-based billing over local files: meters in YAML, events in JSON Lines, "
     "DuckDB underneath.",
 )
@@ -107,7 +114,23 @@ ConfigOpt = Annotated[
     typer.Option("--config", "-c", envvar="USAGEBILL_CONFIG", help="Meters, products, customers."),
 ]
 DbOpt = Annotated[Path, typer.Option("--db", envvar="USAGEBILL_DB", help="The DuckDB database.")]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or csv.")]
+
+
+def _tabular_only(ctx: typer.Context, value: Format | None) -> Format | None:
+    """--format html|pdf is for invoices (documents); every other report is table/json/csv."""
+    if value in DOCUMENT_FORMATS:
+        assert value is not None
+        raise OptionError(
+            f"--format {value.value}: `usagebill {ctx.info_name}` writes table, json or csv",
+            hint="HTML and PDF invoices: `usagebill invoice --format html|pdf --output DIR`; "
+            "a usage page: `usagebill report --period P --output FILE.html`.",
+        )
+    return value
+
+
+FormatOpt = Annotated[
+    Format, typer.Option("--format", "-f", help="table, json or csv.", callback=_tabular_only)
+]
 OutputOpt = Annotated[
     Path | None, typer.Option("--output", "-o", help="Write the report here instead of stdout.")
 ]
@@ -222,6 +245,18 @@ def ingest(
         result = _with_progress(lambda cb: store.ingest(paths, strict=strict, progress=cb), paths)
     finally:
         store.close()
+    _err(f"run {result.run}: {_ingest_summary(result)}")
+    if result.rejected:
+        _err(f"rejected lines are kept: see `usagebill rejects --run {result.run}`")
+    for period, n in result.closed.items():
+        _err(
+            f"warning: stored {count(n, 'event')} for closed period {period}; "
+            f"`usagebill invoice --period {period}` shows the adjustments"
+        )
+
+
+def _ingest_summary(result: Any) -> str:
+    """The counts of an ingest (shared by `ingest` and `replay`)."""
     files = len(result.files)
     parts = [
         f"{result.accepted:,} accepted",
@@ -231,17 +266,10 @@ def ingest(
     ]
     if result.corrections:
         parts.append(f"{result.corrections:,} of them corrections")
-    _err(
-        f"run {result.run}: read {result.read:,} lines from {files} file{'s' if files != 1 else ''}"
+    return (
+        f"read {result.read:,} lines from {files} file{'s' if files != 1 else ''}"
         f": {', '.join(parts)} ({result.seconds:.2f} s, {result.per_second:,.0f} events/s)"
     )
-    if result.rejected:
-        _err(f"rejected lines are kept: see `usagebill rejects --run {result.run}`")
-    for period, n in result.closed.items():
-        _err(
-            f"warning: stored {n:,} events for closed period {period}; "
-            f"`usagebill invoice --period {period}` shows the adjustments"
-        )
 
 
 def _with_progress(work: Any, paths: list[str]) -> Any:
@@ -335,7 +363,7 @@ def usage(
         )
     _warn(
         [
-            f"{s.events:,} events skipped by {s.meter_id or 'every meter'}: {s.reason}"
+            f"{count(s.events, 'event')} skipped by {s.meter_id or 'every meter'}: {s.reason}"
             for s in report.skipped
         ]
     )
@@ -356,8 +384,23 @@ def invoice(
     as_of: AsOfOpt = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     db: DbOpt = DEFAULT_DB,
-    format: FormatOpt = Format.table,
-    output: OutputOpt = None,
+    format: Annotated[
+        Format,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table, json or csv; html or pdf write one file per invoice and index.html "
+            "into --output DIR.",
+        ),
+    ] = Format.table,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the report here instead of stdout (html, pdf: a directory).",
+        ),
+    ] = None,
 ) -> None:
     """One invoice per configured customer whose billing cycle starts in the period."""
     from .closing import invoice_document
@@ -365,17 +408,34 @@ def invoice(
 
     cfg = _config(config)
     month = parse_month(period)
+    if format in DOCUMENT_FORMATS:
+        from .documents import check_options
+
+        check_options(output, format.value)  # before any work: a missing extra, no --output
     with _store(db) as store:
         doc = invoice_document(store, cfg, month, customer=customer,
                                as_of=store.resolve_as_of(as_of))
-    _render_invoices(doc, format, output)
+    _render_invoices(doc, format, output, cfg)
 
 
-def _render_invoices(doc: Any, format: Format, output: Path | None) -> None:
+def _render_invoices(
+    doc: Any, format: Format, output: Path | None, config: Config | None = None
+) -> None:
     from .render import invoice_csv, invoice_table, to_json
 
     _warn([w.message for w in doc.warnings])
-    if format is Format.json:
+    if format in DOCUMENT_FORMATS:
+        if config is None:  # a caller that has no issuer to print
+            _fail(f"--format {format.value}: only `usagebill invoice` writes documents")
+        from .documents import write_documents
+
+        written = write_documents(doc, config, output, format.value)
+        n = len(written) - 1
+        _err(
+            f"wrote {n} {format.value.upper()} invoice{'s' if n != 1 else ''} and "
+            f"{written[-1].name} to {written[-1].parent}"
+        )
+    elif format is Format.json:
         _emit(to_json(doc.to_json()), output)
     elif format is Format.csv:
         _emit(invoice_csv(doc), output)
@@ -504,7 +564,7 @@ def explain(
             events.write_text(to_csv(ex.EVENTS_HEADER, rows), encoding="utf-8")
         except OSError as e:
             _fail(f"--events {events}: cannot write ({e.strerror})")
-        _err(f"wrote {len(rows):,} events to {events}")
+        _err(f"wrote {count(len(rows), 'event')} to {events}")
     if format is Format.json:
         _emit(to_json(doc), output)
     else:
@@ -559,6 +619,255 @@ def corrections(
         _emit_table(lambda out: simple_table(
             "Corrections", header, ([r[h] for h in header] for r in rows), out,
             right=["line", "run"]), output)
+
+
+# -- replay and snapshots ---------------------------------------------------------------------
+# The engineers' and CI jobs' workflow (SPEC §6): bill raw logs in a throwaway in-memory
+# database, check invoices against a committed snapshot, preview a price change.
+
+PeriodsOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--period",
+        "-p",
+        help="A month cycles start in (2026-10) or a range of months (2026-07..2026-09); "
+        "repeat for several.",
+    ),
+]
+MAX_REJECTS_SHOWN = 10
+
+
+def _again(*words: Any) -> str:
+    """A command line a user can paste (for hints)."""
+    import shlex
+
+    return shlex.join(["usagebill", *(str(w) for w in words)])
+
+
+def _periods_args(period: list[str]) -> list[str]:
+    return [w for p in period for w in ("--period", p)]
+
+
+def _config_args(config: Path) -> list[str]:
+    return [] if config == DEFAULT_CONFIG else ["-c", str(config)]
+
+
+def _period_warnings(docs: list[Any]) -> None:
+    many = len(docs) > 1
+    for doc in docs:
+        _warn([f"{doc.period}: {w.message}" if many else w.message for w in doc.warnings])
+
+
+def _render_periods(docs: list[Any], format: Format, output: Path | None) -> None:
+    """One period renders exactly as `invoice` does; several: one table per period, one CSV
+    (its `period` column tells them apart), or `{"periods": [...]}` as JSON."""
+    from .render import invoice_csv, invoice_table, to_json
+    from .snapshot import snapshot_json
+
+    if len(docs) == 1:
+        _render_invoices(docs[0], format, output)
+        return
+    _period_warnings(docs)
+    if format is Format.json:
+        _emit(to_json(snapshot_json(docs)), output)
+    elif format is Format.csv:
+        texts = [invoice_csv(d) for d in docs]
+        _emit(texts[0] + "".join(t.split("\n", 1)[1] for t in texts[1:]), output)
+    else:
+        _emit_table(lambda out: [invoice_table(d, out) for d in docs], output)
+
+
+def _replay_report(result: Any, store: Store) -> None:
+    """What `ingest` says, plus the rejected lines themselves: the database goes away."""
+    _err(f"replay: {_ingest_summary(result)}")
+    if result.rejected:
+        rows = store.rejects()
+        _err(f"{len(rows):,} rejected lines are not billed:")
+        for r in rows[:MAX_REJECTS_SHOWN]:
+            _err(f"  {r['file']}:{r['line']}: {r['reason']}")
+        if len(rows) > MAX_REJECTS_SHOWN:
+            _err(
+                f"  … and {len(rows) - MAX_REJECTS_SHOWN:,} more "
+                "(`usagebill ingest` the files, then `usagebill rejects` lists them all)"
+            )
+    if result.timestamped:
+        _warn(
+            [
+                f"{result.timestamped:,} events have no timestamp and were stamped with the "
+                "time of this replay: their invoices depend on when it runs"
+            ]
+        )
+
+
+@app.command()
+def replay(
+    paths: Annotated[
+        list[str], typer.Argument(help="Event files, directories, globs, .gz, or - for stdin.")
+    ],
+    period: PeriodsOpt,
+    check: Annotated[
+        Path | None,
+        typer.Option(
+            "--check",
+            metavar="SNAPSHOT",
+            help="Compare with this snapshot: exit 1 with a diff when they differ.",
+        ),
+    ] = None,
+    write: Annotated[
+        Path | None,
+        typer.Option("--write", metavar="SNAPSHOT", help="Write the invoices as a snapshot."),
+    ] = None,
+    compare: Annotated[
+        Path | None,
+        typer.Option(
+            "--compare",
+            metavar="CONFIG",
+            help="A second config: old and new total per customer.",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="If any line would be rejected, exit 1.")
+    ] = False,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    format: Annotated[
+        Format | None,
+        typer.Option("--format", "-f", help="table, json or csv.", callback=_tabular_only),
+    ] = None,
+    output: OutputOpt = None,
+) -> None:
+    """Bill event logs without touching any database: ingest them into memory, then print the
+    invoices, check them against a snapshot, write a snapshot, or compare two configs."""
+    from . import snapshot as snap
+    from .cycles import parse_months
+    from .render import to_csv, to_json
+    from .store import Store
+
+    modes = [n for n, v in (("--check", check), ("--write", write), ("--compare", compare)) if v]
+    if len(modes) > 1:
+        _fail(f"{' and '.join(modes)}: use one at a time")
+    if (check or write) and (format or output):
+        _fail(f"{modes[0]} prints no report: drop --format and --output")
+    cfg = _config(config)
+    other = _config(compare) if compare else None
+    months = parse_months(period)
+    args = [*paths, *_periods_args(period), *_config_args(config)]
+    rewrite = _again("replay", *args, "--write", check) if check else ""
+    expected = snap.load_snapshot(check, rewrite) if check else None
+    with Store.open(None) as store:
+        result = _with_progress(lambda cb: store.ingest(paths, strict=strict, progress=cb), paths)
+        _replay_report(result, store)
+        docs = snap.invoice_documents(store, cfg, months)
+        new = snap.invoice_documents(store, other, months) if other else None
+    if check is not None and expected is not None:
+        _period_warnings(docs)
+        ok = snap.check_snapshot(check, expected, docs, rewrite)
+        _err(f"{check}: matches the {ok.invoices:,} invoices of {', '.join(ok.periods)}")
+    elif write is not None:
+        _period_warnings(docs)
+        snap.write_snapshot(write, docs)
+        _err(f"wrote {write}: {sum(len(d.invoices) for d in docs):,} invoices")
+    elif compare is not None and new is not None:
+        _period_warnings(docs)
+        for base, changed in zip(docs, new):  # the other config's own warnings, once
+            seen = {(w.kind, w.customer_id, w.meter_id, w.events) for w in base.warnings}
+            _warn(
+                [
+                    f"{compare}: {base.period}: {w.message}"
+                    for w in changed.warnings
+                    if (w.kind, w.customer_id, w.meter_id, w.events) not in seen
+                ]
+            )
+        items = snap.comparisons(docs, new)
+        fmt = format or Format.table
+        if fmt is Format.json:
+            _emit(to_json(snap.comparison_json(items)), output)
+        elif fmt is Format.csv:
+            _emit(to_csv(snap.COMPARISON_CSV_HEADER, snap.comparison_rows(items)), output)
+        else:
+            _emit_table(
+                lambda out: snap.comparison_table(items, str(config), str(compare), out), output
+            )
+    else:
+        _render_periods(docs, format or Format.table, output)
+
+
+snapshot_app = typer.Typer(
+    no_args_is_help=True,
+    help="Canonical invoice snapshots for CI, from the database (see also `replay --check`).",
+)
+app.add_typer(snapshot_app, name="snapshot")
+
+
+@snapshot_app.command("write")
+def snapshot_write(
+    file: Annotated[Path, typer.Argument(help="The snapshot file to write (JSON).")],
+    period: PeriodsOpt,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    db: DbOpt = DEFAULT_DB,
+) -> None:
+    """Write the period's invoices as canonical JSON (sorted keys, indent 2, final newline)."""
+    from . import snapshot as snap
+    from .cycles import parse_months
+
+    cfg = _config(config)
+    months = parse_months(period)
+    with _store(db) as store:
+        docs = snap.invoice_documents(store, cfg, months)
+    _period_warnings(docs)
+    snap.write_snapshot(file, docs)
+    _err(f"wrote {file}: {sum(len(d.invoices) for d in docs):,} invoices")
+
+
+@snapshot_app.command("check")
+def snapshot_check(
+    file: Annotated[Path, typer.Argument(help="The snapshot file to compare with.")],
+    period: PeriodsOpt,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    db: DbOpt = DEFAULT_DB,
+) -> None:
+    """Compare the period's invoices with a snapshot: exit 0 when equal, exit 1 with a diff
+    (period, customer, line, field: expected, actual) when not."""
+    from . import snapshot as snap
+    from .cycles import parse_months
+
+    cfg = _config(config)
+    months = parse_months(period)
+    db_args = [] if db == DEFAULT_DB else ["--db", str(db)]
+    args = [*_periods_args(period), *_config_args(config), *db_args]
+    hint = _again("snapshot", "write", *args, file)
+    expected = snap.load_snapshot(file, hint)
+    with _store(db) as store:
+        docs = snap.invoice_documents(store, cfg, months)
+    _period_warnings(docs)
+    ok = snap.check_snapshot(file, expected, docs, hint)
+    _err(f"{file}: matches the {ok.invoices:,} invoices of {', '.join(ok.periods)}")
+
+
+@app.command()
+def report(
+    period: Annotated[
+        str, typer.Option("--period", "-p", help="2026-10 or 2026-10-01..2026-10-15")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")],
+    top: Annotated[
+        int, typer.Option("--top", min=1, help="How many customers to list per table.")
+    ] = 5,
+    as_of: AsOfOpt = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    db: DbOpt = DEFAULT_DB,
+) -> None:
+    """One self-contained HTML page: per meter a daily chart, the top customers, the change
+    against the previous period, and the period's warnings."""
+    from .cycles import parse_period
+    from .report import build_report, require_matplotlib, write_report
+
+    require_matplotlib()  # before any work: say at once that the extra is missing
+    cfg = _config(config)
+    p = parse_period(period)
+    with _store(db) as store:
+        page = build_report(store, cfg, p, as_of=store.resolve_as_of(as_of), top=top)
+    write_report(page, output)
+    _err(f"wrote {output}: {len(page.meters)} meters, {page.period_label}")
 
 
 def main() -> None:

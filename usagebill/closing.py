@@ -50,12 +50,14 @@ def invoice_document(
 ) -> InvoiceDocument:
     """What `invoice` prints: a draft, or for a closed period the issued invoices plus the
     adjustments that what arrived since calls for."""
-    current = build_invoices(store, config, month, customer=customer, as_of=as_of)
     if store.closing(str(month), as_of) is None:
-        return current
+        return build_invoices(store, config, month, customer=customer, as_of=as_of)
     wanted = {c.id for c in select_customers(config, customer)} if customer else None
     issued = [invoice_from_record(r) for r in store.issued(str(month))
               if wanted is None or r["customer"]["id"] in wanted]
+    # Re-measured with what is stored now, priced as issued: only data makes adjustments.
+    current = build_invoices(store, config, month, customer=customer, as_of=as_of,
+                             issued={i.customer.id: i for i in issued})
     return InvoiceDocument(
         month, config.currency, issued, current.warnings, status="closed",
         adjustments=adjustments(issued, current.invoices, config.currency),

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 import duckdb
+from duckdb.sqltypes import BOOLEAN, VARCHAR
 
 from . import sources
 from .errors import DatabaseError, DataError, InputError
@@ -51,6 +54,8 @@ FIELDS = (
 )
 STRUCTURE = "{" + ", ".join(f'"{f}": "JSON"' for f in FIELDS) + "}"
 _WS = "' \t\r\n'"
+# Only white space, Unicode's included (no-break, ideographic, zero-width spaces, BOM).
+_BLANK_ID = r"'[\s\p{Z}\x{200B}-\x{200D}\x{2060}\x{FEFF}]*'"
 
 
 def _text(f: str) -> str:
@@ -77,7 +82,7 @@ def _id_checks(f: str, what: str) -> str:
     return (
         f"WHEN r_{f} IS NULL THEN 'missing {f}' "
         f"WHEN NOT starts_with(r_{f}, '\"') THEN '{f} must be a string ({what})' "
-        f"WHEN trim({f}, {_WS}) = '' THEN '{f} is empty' " + too_long
+        f"WHEN regexp_full_match({f}, {_BLANK_ID}) THEN '{f} is empty' " + too_long
     )
 
 
@@ -87,24 +92,34 @@ _TS_IN_RANGE = (
 _TS_CHECKS = (
     f"WHEN {_given('timestamp')} AND NOT starts_with(r_timestamp, '\"') "
     "THEN 'timestamp must be an ISO 8601 string' "
+    f"WHEN {_given('timestamp')} AND regexp_matches(ts_text, '^[+-]?[0-9]{{5,}}-') "
+    "THEN 'timestamp out of range (years 0001 to 9999)' "
     f"WHEN {_given('timestamp')} AND ts IS NULL "
     "THEN 'unparseable timestamp ' || to_json(left(ts_text, 60)) "
     "|| ': use ISO 8601, e.g. 2026-10-05T14:03:00Z' "
     f"WHEN {_given('timestamp')} AND NOT ({_TS_IN_RANGE}) "
     "THEN 'timestamp out of range (years 0001 to 9999)' "
 )
+# DuckDB's JSON reader takes NaN and Infinity (any case), which JSON has not: a filter would
+# find NaN greater than every number. The reader keeps their text as written, so a cheap
+# look for the letters finds the candidates; only those pay for reading past the strings.
+_NON_FINITE = "(contains(lower(r_metadata), 'nan') OR contains(lower(r_metadata), 'inf'))"
 _MD_CHECK = (
     f"WHEN {_given('metadata')} AND NOT starts_with(r_metadata, '{{') "
     "THEN 'metadata must be a JSON object' "
+    f"WHEN {_given('metadata')} AND {_NON_FINITE} AND regexp_matches(regexp_replace("
+    """r_metadata, '"(?:[^"\\\\]|\\\\.)*"', '', 'g'), '(?i)nan|inf') """
+    "THEN 'metadata has NaN or Infinity, which are not JSON numbers' "
 )
 # What almost every line is: an event with plain string ids, a good timestamp (or none) and
 # object metadata (or none). Only the other lines pay for the detailed checks.
 _CLEAN = f"""(j IS NOT NULL AND starts_with(l, '{{') AND r_void IS NULL AND r_amend IS NULL
     AND starts_with(r_event_id, '"') AND starts_with(r_customer_id, '"')
-    AND starts_with(r_event_name, '"') AND ascii(event_id) > 32 AND ascii(customer_id) > 32
-    AND ascii(event_name) > 32 AND length(event_id) <= 255
+    AND starts_with(r_event_name, '"') AND ascii(event_id) BETWEEN 33 AND 126
+    AND ascii(customer_id) BETWEEN 33 AND 126 AND ascii(event_name) BETWEEN 33 AND 126
+    AND length(event_id) <= 255
     AND (NOT {_given("timestamp")} OR coalesce({_TS_IN_RANGE}, false))
-    AND (NOT {_given("metadata")} OR starts_with(r_metadata, '{{')))"""
+    AND (NOT {_given("metadata")} OR (starts_with(r_metadata, '{{') AND NOT {_NON_FINITE})))"""
 _CORRECTION_CHECKS = f"""
     {_id_checks("event_id", "the correction’s own id")}
     WHEN coalesce(void, amend) IS NULL
@@ -133,14 +148,21 @@ _TEXT_COLUMNS = ", ".join(
     f"{_text(f)} AS {f}" for f in ("event_id", "customer_id", "event_name", "void", "amend")
 )
 
+# DuckDB's reader refuses most lines over its max_line_size, but not every one (it depends on
+# where its buffers fall): the lines it does read are measured here, as `sources` measures.
+_TOO_LONG = (
+    f"'line is longer than {sources.MAX_LINE_BYTES // (1024 * 1024)} MiB (' "
+    "|| format('{:,}', strlen(l)) || ' bytes)'"
+)
+
 STAGE_SQL = f"""
 CREATE OR REPLACE TEMP TABLE _stage AS
 WITH src AS (
     SELECT file_index::INTEGER AS fi, l, try(json_transform(l, ?)) AS j
     FROM read_csv(?::VARCHAR[], columns = {{'l': 'VARCHAR'}}, delim = chr(1), quote = '',
                   escape = '', header = false, auto_detect = false, compression = 'auto',
-                  store_rejects = true, rejects_table = '_csv_rejects',
-                  rejects_scan = '_csv_scans')
+                  max_line_size = {sources.MAX_LINE_BYTES + 1}, store_rejects = true,
+                  rejects_table = '_csv_rejects', rejects_scan = '_csv_scans')
 ), raw AS (
     SELECT fi, l, j, {_RAW_COLUMNS} FROM src
 ), fields AS (
@@ -150,7 +172,8 @@ WITH src AS (
              ELSE trim(l, {_WS}) = '' END AS blank
     FROM raw
 ), checked AS (
-    SELECT *, CASE WHEN {_CLEAN} OR blank THEN NULL
+    SELECT *, CASE WHEN strlen(l) > {sources.MAX_LINE_BYTES} THEN {_TOO_LONG}
+        WHEN {_CLEAN} OR blank THEN NULL
         WHEN j IS NULL THEN CASE WHEN json_valid(l) THEN 'not a JSON object'
                                  ELSE 'invalid JSON' END
         WHEN NOT starts_with(ltrim(l, {_WS}), '{{') THEN 'not a JSON object'
@@ -167,7 +190,8 @@ SELECT fi, blank,
     event_id, customer_id, event_name, ts, {_given("timestamp")} AS ts_given,
     CASE WHEN {_given("metadata")} THEN r_metadata::JSON END AS metadata,
     coalesce(void, amend) AS target, creason,
-    problem AS reason, CASE WHEN problem IS NOT NULL THEN l END AS raw,
+    problem AS reason, CASE WHEN problem IS NOT NULL THEN
+        CASE WHEN strlen(l) > {sources.MAX_LINE_BYTES} THEN left(l, 65536) ELSE l END END AS raw,
     CAST(NULL AS VARCHAR) AS status
 FROM checked
 """
@@ -190,7 +214,9 @@ STAGED = f"""(SELECT s.rowid AS rid, s.fi, {_LINE} AS line, {_FILE} AS file, s.k
 SAME_EVENT = """(a.customer_id IS NOT DISTINCT FROM b.customer_id
     AND a.event_name IS NOT DISTINCT FROM b.event_name
     AND CASE WHEN a.ts_given AND b.ts_given THEN a.ts = b.ts ELSE a.ts_given = b.ts_given END
-    AND coalesce(a.metadata::VARCHAR, '{}') = coalesce(b.metadata::VARCHAR, '{}'))"""
+    AND CASE WHEN coalesce(a.metadata::VARCHAR, '{}') = coalesce(b.metadata::VARCHAR, '{}')
+        THEN true ELSE usagebill_same_json(coalesce(a.metadata::VARCHAR, '{}'),
+                                           coalesce(b.metadata::VARCHAR, '{}')) END)"""
 SAME_CORRECTION = """(a.action = b.action AND a.target = b.target
     AND a.customer_id IS NOT DISTINCT FROM b.customer_id
     AND a.event_name IS NOT DISTINCT FROM b.event_name
@@ -316,8 +342,9 @@ Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 class _Refused(Exception):
     """DuckDB's reader refused a batch; the run restarts with its files read more carefully."""
 
-    def __init__(self, labels: list[str]) -> None:
+    def __init__(self, labels: list[str], why: str = "") -> None:
         self.labels = labels
+        self.why = why
 
 
 def ingest(
@@ -335,6 +362,8 @@ def ingest(
             result = _run(store, files, stamp, solo, exact, progress, strict)
             break
         except _Refused as e:  # a failed statement aborted the transaction: start over
+            if len(e.labels) == 1 and e.labels[0] in exact:  # even its cleaned copy: give up
+                raise InputError(f"{e.labels[0]}: cannot read: {e.why}") from None
             (exact if len(e.labels) == 1 else solo).update(e.labels)
     result.seconds = time.perf_counter() - started
     if strict and result.rejected:
@@ -374,6 +403,9 @@ def _run(
     run = store.latest_run() + 1
     result = IngestResult(run, [f.label for f in files])
     total, done = sum(f.size for f in files), 0
+    # Outside the transaction, or a rollback would drop it while Python thinks it is there.
+    with contextlib.suppress(duckdb.NotImplementedException):  # registered by an earlier run
+        con.create_function("usagebill_same_json", same_json, [VARCHAR, VARCHAR], BOOLEAN)
     con.execute("BEGIN")
     try:
         for batch in _batches(files, solo):
@@ -485,16 +517,19 @@ def _stage(store: Store, batch: list[Source], exact: set[str]) -> None:
                 plain = [f for f in batch if not f.gzipped]
                 if len(batch) == 1 and plain:
                     raise InputError(f"{batch[0].label}: cannot read: {_first_line(e)}") from None
-                raise _Refused([f.label for f in batch]) from None
-            except (duckdb.InvalidInputException, duckdb.ConversionException):
-                raise _Refused([f.label for f in batch]) from None
-            refused = {
-                int(r[0])
-                for r in con.execute("SELECT DISTINCT file_id FROM _csv_rejects").fetchall()
-            }
+                raise _Refused([f.label for f in batch], _first_line(e)) from None
+            except (duckdb.InvalidInputException, duckdb.ConversionException) as e:
+                raise _Refused([f.label for f in batch], _first_line(e)) from None
+            refused = con.execute(
+                "SELECT file_id, line, error_message FROM _csv_rejects ORDER BY ALL"
+            ).fetchall()
             if not refused:
                 break
-            exact.update(batch[i].label for i in refused)
+            again = [r for r in refused if batch[int(r[0])].label in clean]
+            if again:  # `sanitize` let through a line the reader refuses: never loop on it
+                f, line, why = again[0]
+                raise InputError(f"{batch[int(f)].label}:{line}: cannot read: {why}")
+            exact.update(batch[int(r[0])].label for r in refused)
     finally:
         for c in clean.values():
             with contextlib.suppress(OSError):
@@ -512,6 +547,26 @@ def _stage(store: Store, batch: list[Source], exact: set[str]) -> None:
             WHERE b.fi = x.fi AND _stage.rowid = b.base + x.line - 1""",
             [lines],
         )
+
+
+def same_json(a: str, b: str) -> bool:
+    """Whether two metadata texts hold the same JSON value: key order and the spelling of a
+    number (1, 1.0, 1e0) do not make another event. SQL asks only when the texts differ, which
+    only repeats of an event_id with other text do: a rare path."""
+    try:
+        return _canonical(json.loads(a, parse_float=Decimal, parse_int=Decimal)) == _canonical(
+            json.loads(b, parse_float=Decimal, parse_int=Decimal)
+        )
+    except ValueError:
+        return False
+
+
+def _canonical(v: Any) -> Any:
+    if isinstance(v, dict):
+        return ("object", frozenset((k, _canonical(x)) for k, x in v.items()))
+    if isinstance(v, list):
+        return ("array", tuple(_canonical(x) for x in v))
+    return (type(v).__name__, v)  # true is not 1, "1" is not 1
 
 
 def _raw_of_conflicts(store: Store, batch: list[Source]) -> None:

@@ -31,7 +31,7 @@ from .cycles import (
 )
 from .errors import OptionError
 from .meters import Sql
-from .money import ZERO, fmt_money, fmt_number, round_money
+from .money import ZERO, count, fmt_money, fmt_number, round_money
 from .pricing import Priced, Step, price
 from .store import Store
 from .usage import Measure, measure
@@ -152,6 +152,7 @@ class Plan:
     product: Product
     cycle: Cycle
     history: list[Cycle]  # oldest first, ending with `cycle`
+    pools: dict[str, CreditPool] = field(default_factory=dict)  # the pools its product draws on
     openings: dict[str, Decimal] = field(default_factory=dict)  # pool -> rolled into history[0]
 
 
@@ -173,17 +174,31 @@ def pools_of(config: Config, product: Product) -> list[CreditPool]:
 
 
 def plan(
-    store: Store, config: Config, month: Month, customers: Sequence[Customer], as_of: int | None
+    store: Store,
+    config: Config,
+    month: Month,
+    customers: Sequence[Customer],
+    as_of: int | None,
+    issued: dict[str, Invoice] | None = None,
 ) -> list[Plan]:
+    """Who to bill for which cycle. Customers with an `issued` invoice (a closed period) keep
+    its cycle, product and pools: a closed period is re-measured, never re-priced."""
     plans = []
     for c in customers:
+        frozen = (issued or {}).get(c.id)
+        if frozen is not None:
+            pools = {x.credit_id: x.pool for x in frozen.lines
+                     if x.kind == "credit" and x.credit_id and x.pool}
+            plans.append(Plan(c, frozen.product, frozen.cycle, [frozen.cycle], pools))
+            continue
         tz = config.customer_timezone(c)
         cycle = cycle_for(month, c.billing_anchor, tz)
         if c.start_date and cycle.end <= local_midnight(c.start_date, tz):
             continue  # no invoice for cycles that end on or before the start date
         product = config.product[c.product]
-        plans.append(Plan(c, product, cycle, [cycle]))
-    pooled = [p for p in plans if pools_of(config, p.product)]
+        pools = {pool.id: pool for pool in pools_of(config, product)}
+        plans.append(Plan(c, product, cycle, [cycle], pools))
+    pooled = [p for p in plans if p.pools]
     firsts = _first_events(
         store, [p.customer.id for p in pooled if not p.customer.start_date], as_of
     )
@@ -231,9 +246,11 @@ def build_invoices(
     *,
     customer: str | None = None,
     as_of: int | None = None,
+    issued: dict[str, Invoice] | None = None,
 ) -> InvoiceDocument:
-    """The invoices of every configured customer (or one) whose cycle starts in `month`."""
-    plans = plan(store, config, month, select_customers(config, customer), as_of)
+    """The invoices of every configured customer (or one) whose cycle starts in `month`.
+    `issued` holds a closed period's invoices: their customers are priced as issued."""
+    plans = plan(store, config, month, select_customers(config, customer), as_of, issued)
     warnings: list[Warning] = []
     measured, unmetered = measure_plans(store, config, plans, as_of)
     invoices = [_invoice(config, p, measured, warnings) for p in plans]
@@ -312,12 +329,13 @@ def _invoice(
         lines.append(Line("base", product.title, round_money(product.base_price, currency)))
     for ch in product.charges:
         got = now.get(ch.meter, Measure())
-        pool = config.credit.get(ch.credit) if ch.credit else None
+        pool = p.pools.get(ch.credit) if ch.credit else None
         priced = price(ch, got.quantity, pool)
+        meter = config.meter.get(ch.meter)
         lines.append(
             Line(
                 "usage",
-                config.meter[ch.meter].title,
+                meter.title if meter else ch.meter,
                 round_money(priced.exact, currency),
                 ch.meter,
                 ch,
@@ -325,7 +343,7 @@ def _invoice(
                 priced,
             )
         )
-    for pool in pools_of(config, product):
+    for pool in p.pools.values():
         current = pool_ledger(config, p, pool, measured)[-1]
         lines.append(
             Line(
@@ -341,9 +359,9 @@ def _invoice(
             warnings.append(
                 Warning(
                     "unbilled_overage",
-                    f"{p.customer.id} used {fmt_number(current.overage)} {pool.title} credits "
-                    f"beyond its balance; {pool.id} has no overage_unit_price, so they are not "
-                    "billed",
+                    f"{p.customer.id} used {fmt_number(current.overage)} credits of "
+                    f"{pool.title} beyond its balance; {pool.id} has no overage_unit_price, so "
+                    "they are not billed",
                     p.customer.id,
                 )
             )
@@ -355,20 +373,24 @@ def _cycle_warnings(
 ) -> list[Warning]:
     """Usage that would otherwise go unbilled without a word."""
     out = []
-    charged = {ch.meter for ch in p.product.charges}
+    charged = {ch.meter for ch in p.product.charges if ch.meter in config.meter}
     # Events a charged meter also looks at are billed through it (an analytics meter such as
-    # unique users over api.call is not a gap); only events no charge looks at are.
+    # unique users over api.call is not a gap); only events no charge looks at are. A
+    # filtered meter beside a differently filtered charged one (HD images where only standard
+    # ones are priced) selects events no charge looks at, unless a charged meter takes all.
     billed_names = {config.meter[m].event_name for m in charged}
+    open_names = {config.meter[m].event_name for m in charged if config.meter[m].filter is None}
     cid = p.customer.id
     for m in config.meters:
         got = now.get(m.id)
         if got is None:
             continue
-        if got.events and m.id not in charged and m.event_name not in billed_names:
+        covered = m.event_name in (billed_names if m.filter is None else open_names)
+        if got.events and m.id not in charged and not covered:
             out.append(
                 Warning(
                     "unpriced_meter",
-                    f"{got.events:,} {m.title} events of {cid} are not billed: product "
+                    f"{count(got.events, m.title + ' event')} of {cid} are not billed: product "
                     f"{p.product.id} has no charge for meter {m.id}",
                     cid,
                     m.id,
@@ -380,8 +402,8 @@ def _cycle_warnings(
                 out.append(
                     Warning(
                         "skipped_events",
-                        f"{n:,} {m.event_name} events of {cid} were not counted by {m.id}: "
-                        f"{reason}",
+                        f"{count(n, m.event_name + ' event')} of {cid} were not counted by "
+                        f"{m.id}: {reason}",
                         cid,
                         m.id,
                         n,
@@ -391,7 +413,8 @@ def _cycle_warnings(
         out.append(
             Warning(
                 "unmetered_events",
-                f"{unmetered:,} events of {cid} in this cycle have an event_name no meter counts",
+                f"{count(unmetered, 'event')} of {cid} in this cycle have an event_name no "
+                "meter counts",
                 cid,
                 None,
                 unmetered,
@@ -414,7 +437,8 @@ def _unknown_customers(
     return [
         Warning(
             "unknown_customer",
-            f"{int(n):,} events from customer {cid!r}, which is not in {config.source}: not billed",
+            f"{count(int(n), 'event')} from customer {cid!r}, which is not in the config: "
+            "not billed",
             cid,
             None,
             int(n),
@@ -435,13 +459,13 @@ def credit_ledgers(
     plans = [
         p
         for p in plan(store, config, month, select_customers(config, customer), as_of)
-        if pools_of(config, p.product)
+        if p.pools
     ]
     measured, _ = measure_plans(store, config, plans, as_of)
     return [
         (p.customer, pool, pool_ledger(config, p, pool, measured))
         for p in plans
-        for pool in pools_of(config, p.product)
+        for pool in p.pools.values()
     ]
 
 

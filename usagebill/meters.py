@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from .config import Clause, Group, Meter
@@ -150,9 +150,13 @@ class MeterCompiler:
             for key in _keys(m):
                 paths.setdefault(key, Key(len(paths), json_path(key)))
         self.keys = paths
+        # Keys that need their exact decimal: numeric aggregations, unique_count (distinct
+        # numbers are told apart exactly, not as doubles) and clauses comparing numbers.
         self.numeric_keys = {
-            m.aggregation.key for m in self.meters if m.aggregation.type in NUMERIC_AGGREGATIONS
-        }
+            m.aggregation.key
+            for m in self.meters
+            if m.aggregation.type in NUMERIC_AGGREGATIONS | {"unique_count"}
+        } | {c.key for m in self.meters for c in _clauses(m) if _is_number(c.value)}
 
     def _relations(self, source: Sql, carry: Sequence[str]) -> Sql:
         """`WITH src, x, y`: y has, per event, the `carry` columns, ts, event_id, each needed
@@ -179,15 +183,17 @@ class MeterCompiler:
             + " END AS props FROM src"
         )
         # 2. Per property: value, JSON type and (for numeric aggregations) exact decimal.
-        cols = []
+        cols: list[Sql] = []
         for key, k in self.keys.items():
             item = d.item("props", k.index)
-            cols.append(f"{item} AS {k.json}, {d.json_type(item)} AS {k.type}")
-            if key in self.numeric_keys:
-                cols.append(f"{d.as_decimal(item)} AS {k.number}")
-                cols.append(
-                    f"coalesce({k.number}::DOUBLE = {d.as_double(item)}, false) AS {k.exact}"
-                )
+            cols.append(Sql(f"{item} AS {k.json}, {d.json_type(item)} AS {k.type}"))
+            if key not in self.numeric_keys:
+                continue
+            number = f"CASE WHEN {k.type} IN {d.numeric_types} THEN "  # only JSON numbers
+            cols.append(Sql(f"{number}{d.as_decimal(item)} END AS {k.number}"))
+            cols.append(Sql(
+                f"CASE WHEN {k.number} IS NULL THEN false ELSE coalesce({k.number}::DOUBLE "
+                f"= {d.as_double(item)}, false) END AS {k.exact}"))
         # 3. Per meter: does the event count toward it (name + filter)?
         matches = []
         for i, m in enumerate(self.meters):
@@ -197,8 +203,7 @@ class MeterCompiler:
             matches.append(cond + f") AS m{i}_match")
         y = (
             Sql.join(
-                [Sql(f"SELECT {cols_carried}, ts, event_id, metered"),
-                 *(Sql(c) for c in cols), *matches],
+                [Sql(f"SELECT {cols_carried}, ts, event_id, metered"), *cols, *matches],
                 ", ",
             )
             + " FROM x"
@@ -254,9 +259,12 @@ class MeterCompiler:
         out = [f"count(*) FILTER (WHERE {match} AND {k.json} IS NULL) AS {skips['missing']}"]
         if kind == "unique_count":
             ok = f"{match} AND {k.type} <> 'NULL'"
+            # Numbers by value (5 and 5.0 are one value), exactly where they fit the decimal
+            # type: 64-bit ids that doubles cannot tell apart stay distinct.
             value = (
-                f"CASE WHEN {k.type} IN {d.numeric_types} "
-                f"THEN 'n:' || {d.as_double(k.json)}::VARCHAR ELSE {k.json}::VARCHAR END"
+                f"CASE WHEN {k.type} IN {d.numeric_types} THEN (CASE WHEN {k.exact} "
+                f"THEN 'n:' || {k.number}::VARCHAR "
+                f"ELSE 'd:' || {d.as_double(k.json)}::VARCHAR END) ELSE {k.json}::VARCHAR END"
             )
             skips["null"] = f"m{i}_skip_null"
             out += [
@@ -309,11 +317,24 @@ class MeterCompiler:
                 "less_than": "<",
                 "less_than_or_equals": "<=",
             }[op]
-            body = Sql(
-                f"{k.type} IN {d.numeric_types} AND {d.as_double(k.json)} {sym} CAST(? AS DOUBLE)",
-                (str(c.value),),
-            )
+            body = self._compare_number(k, sym, c.value)
         return Sql("coalesce((") + body + "), false)"
+
+    def _compare_number(self, k: Key, sym: str, value: Decimal | int) -> Sql:
+        """A number property against a config number: as exact decimals when both fit the
+        decimal type (so 64-bit ids compare exactly), else as doubles."""
+        d = self.d
+        if not _fits_decimal(value):
+            return Sql(
+                f"{k.type} IN {d.numeric_types} AND {d.as_double(k.json)} {sym} CAST(? AS DOUBLE)",
+                (str(value),),
+            )
+        return Sql(
+            f"{k.type} IN {d.numeric_types} AND CASE WHEN {k.exact} "
+            f"THEN {k.number} {sym} CAST(? AS {d.decimal}) "
+            f"ELSE {d.as_double(k.json)} {sym} CAST(? AS DOUBLE) END",
+            (f"{Decimal(value):f}", str(value)),
+        )
 
     def _equals(self, k: Key, value: Any) -> Sql:
         """JSON equality: 5 equals 5.0; the string "5" does not equal the number 5."""
@@ -326,29 +347,45 @@ class MeterCompiler:
                 ("true" if value else "false",),
             )
         if isinstance(value, (int, Decimal)):
-            return Sql(
-                f"coalesce({k.type} IN {d.numeric_types} AND "
-                f"{d.as_double(k.json)} = CAST(? AS DOUBLE), false)",
-                (str(value),),
-            )
+            return Sql("coalesce(") + self._compare_number(k, "=", value) + ", false)"
         return Sql(
             f"coalesce({k.type} = 'VARCHAR' AND {d.string_value(k.json)} = ?, false)", (value,)
         )
 
 
-def _keys(meter: Meter) -> list[str]:
-    keys = [meter.aggregation.key] if meter.aggregation.key else []
+def _clauses(meter: Meter) -> list[Clause]:
+    """Every clause of the meter's filter, nested groups included."""
+    out: list[Clause] = []
 
     def walk(g: Group) -> None:
         for c in g.clauses:
             if isinstance(c, Group):
                 walk(c)
             else:
-                keys.append(c.key)
+                out.append(c)
 
     if meter.filter is not None:
         walk(meter.filter)
-    return keys
+    return out
+
+
+def _keys(meter: Meter) -> list[str]:
+    keys = [meter.aggregation.key] if meter.aggregation.key else []
+    return keys + [c.key for c in _clauses(meter)]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, Decimal)) and not isinstance(value, bool)
+
+
+def _fits_decimal(value: Decimal | int) -> bool:
+    """Whether a config number is exactly a DECIMAL(38, 12): at most 12 decimals, 26 digits
+    before the point."""
+    with localcontext() as ctx:
+        ctx.prec = 80
+        n = Decimal(value).normalize()
+        exponent = n.as_tuple().exponent
+        return n.is_finite() and isinstance(exponent, int) and exponent >= -12 and n.adjusted() < 26
 
 
 def describe_filter(group: Group | None) -> str:

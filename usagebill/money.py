@@ -60,9 +60,10 @@ def fmt_money(amount: Decimal, currency: str) -> str:
 def plain(value: Decimal | int) -> Decimal:
     """Drop trailing zeros without going to exponent form: 1.500000000000 -> 1.5, 2500 stays."""
     value = Decimal(value)
-    if value == value.to_integral_value():
-        return value.quantize(Decimal(1))
-    return value.normalize()
+    with localcontext(CONTEXT):  # not the default 28 digits: DECIMAL(38, 12) has 38
+        if value == value.to_integral_value():
+            return value.quantize(Decimal(1))
+        return value.normalize()
 
 
 def fmt_number(value: Decimal | int) -> str:
@@ -71,5 +72,10 @@ def fmt_number(value: Decimal | int) -> str:
         return str(value)
     if value == 0:
         return "0"
-    text = f"{value.normalize():f}"
-    return text
+    with localcontext(CONTEXT):  # normalize() rounds to the context's precision
+        return f"{value.normalize():f}"
+
+
+def count(n: int, noun: str) -> str:
+    """`1 event`, `1,377 events`: counts in warnings read as plain words."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

@@ -4,10 +4,11 @@ as a Decimal already rounded where it is money."""
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any, TextIO
 
 from rich import box
@@ -96,6 +97,57 @@ def usage_table(report: UsageReport, out: Console) -> None:
         for s in doc["skipped"]:
             skipped.add_row(_t(s["meter_id"] or "(none)"), _t(s["reason"]), _qty(s["events"]))
         out.print(skipped)
+    if report.by_day and out.is_terminal:
+        usage_sparklines(report, out)
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+MAX_SPARK = 62  # cells; a longer period shows the largest day of each group of days
+
+
+def sparkline(values: Sequence[Decimal]) -> str:
+    """One cell per value, scaled to the largest: █ the largest, ▁ the least above zero,
+    · nothing (zero or below)."""
+    top = max(values, default=Decimal(0))
+    cells = []
+    for v in values:
+        if v <= 0 or top <= 0:
+            cells.append("·")
+        else:
+            level = int((v * len(SPARKS) / top).to_integral_value(rounding=ROUND_CEILING))
+            cells.append(SPARKS[min(max(level, 1), len(SPARKS)) - 1])
+    return "".join(cells)
+
+
+def usage_sparklines(report: UsageReport, out: Console) -> None:
+    """On a terminal, after the day table: one line per customer and meter, a cell a day."""
+    first = report.period_start.date()
+    days = (report.period_end.date() - first).days
+    per_day: dict[tuple[str, str], dict[int, Decimal]] = {}
+    for r in report.rows:
+        if r.day is not None:
+            per_day.setdefault((r.customer_id, r.meter_id), {})[(r.day - first).days] = r.quantity
+    step = -(-days // MAX_SPARK)  # days per cell, rounded up
+    last = report.period_end.date() - datetime.timedelta(days=1)
+    table = Table(box=box.SIMPLE_HEAD, title="Daily usage")
+    table.add_column("Customer")
+    table.add_column("Meter")
+    span = f"{first:%d %b} → {last:%d %b}" + (f" ({step} days a cell)" if step > 1 else "")
+    table.add_column(span, no_wrap=True)
+    table.add_column("Peak day", justify="right")
+    for (customer, meter), got in per_day.items():
+        values = [
+            max((got.get(d, Decimal(0)) for d in range(i, min(i + step, days))), default=Decimal(0))
+            for i in range(0, days, step)
+        ]
+        peak = max(got, key=lambda d: (got[d], -d))
+        table.add_row(
+            _t(customer),
+            _t(meter),
+            _t(sparkline(values)),
+            Text.assemble(_qty(got[peak]), f" on {first + datetime.timedelta(days=peak):%d %b}"),
+        )
+    out.print(table)
 
 
 def usage_csv(report: UsageReport) -> str:
@@ -274,6 +326,14 @@ def invoice_csv(doc: InvoiceDocument) -> str:
                     cur,
                 ]
             )
+    for adj in doc.adjustments:  # apart from the issued lines: status "adjustment"
+        for line in adj["lines"]:
+            rows.append([
+                str(doc.period), "adjustment", adj["customer_id"], None, None, None,
+                line["kind"], line.get("meter_id"), line.get("credit_id"),
+                f"adjustment since closing: issued {line['issued']}, now {line['current']}",
+                None, None, None, None, None, line["difference"], cur,
+            ])
     return to_csv(INVOICE_CSV_HEADER, rows)
 
 

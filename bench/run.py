@@ -1,0 +1,126 @@
+"""`python -m bench`: the benchmark a user runs with one command.
+
+    python -m bench --events 1000000                 # the README's table
+    python -m bench --sizes 100000,1000000,10000000  # scaling chart, 10M targets
+    python -m bench --events 2000 --repeat 1 --only usagebill,duckdb --no-extras
+
+Runs from the repository root. Inputs are cached in bench/work/, results go to
+bench/results/ (both git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import sys
+from pathlib import Path
+
+from bench import contenders, data, harness, report, targets
+
+RESULTS = data.BENCH / "results"
+BIG = 5_000_000  # sizes from here on run once (each run takes minutes)
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--events", type=int, default=1_000_000, help="the size of the table")
+    parser.add_argument(
+        "--sizes", type=_sizes, help="comma-separated sizes for the chart (the table is --events)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help=f"runs per contender (1 from {BIG:,} events)"
+    )
+    parser.add_argument(
+        "--only", help="comma-separated contenders: " + ", ".join(c.name for c in contenders.ALL)
+    )
+    parser.add_argument(
+        "--incremental",
+        type=int,
+        default=100_000,
+        help="new events for the incremental test, into the largest size's database (0: skip)",
+    )
+    parser.add_argument(
+        "--no-extras", action="store_true", help="skip the incremental and --help measurements"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
+    args = parser.parse_args(argv)
+
+    names = args.only.split(",") if args.only else None
+    chosen = contenders.available(names)
+    for c in contenders.missing(names):
+        print(
+            f"skipping {c.label}: `pip install {c.needs}` (or the `bench` extra)", file=sys.stderr
+        )
+    sizes = sorted(set((args.sizes or []) + [args.events]))
+    results: list[harness.SizeResult] = []
+    for n in sizes:
+        repeat = args.repeat if n < BIG else 1
+        print(f"{n:,} events: {repeat} run(s) of {len(chosen)} contenders", file=sys.stderr)
+        results.append(harness.measure(n, chosen, repeat))
+    main_result = next(r for r in results if r.events == args.events)
+    largest = results[-1]
+
+    inc = None
+    help_s = None
+    if not args.no_extras and "usagebill" in largest.results:
+        if args.incremental:
+            base = largest.keep["usagebill"] / "usagebill.duckdb"
+            inc = targets.incremental(base, args.incremental, max(args.repeat, 3))
+        help_s = targets.help_time()
+    found = targets.evaluate(main_result, largest, inc, largest.events, help_s)
+
+    for r in results:
+        print()
+        print(report.table(r))
+        for name, c in r.results.items():
+            for line in c.mismatches:
+                print(f"  {name}: {line}")
+    if found:
+        print()
+        print(report.targets_table(found))
+    if inc:
+        print(
+            f"\nincremental: {inc['new_events']:,} new events into {largest.events:,}: "
+            f"{statistics.median(inc['into_base_seconds']):.2f} s; into an empty database: "
+            f"{statistics.median(inc['into_empty_seconds']):.2f} s"
+        )
+    if help_s:
+        print(
+            f"usagebill --help: median {statistics.median(help_s):.3f} s, min {min(help_s):.3f} s"
+        )
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = args.out / f"results-{stamp}.json"
+    report.write_json(
+        out,
+        results,
+        {
+            "main_size": args.events,
+            "targets": [t.to_json() for t in found],
+            "incremental": inc,
+            "help_seconds": help_s,
+        },
+    )
+    print(f"\nresults: {out}")
+    if len(results) > 1:
+        chart = args.out / f"scaling-{stamp}.png"
+        if report.chart(chart, results) and report.chart(chart.with_suffix(".svg"), results):
+            print(f"chart: {chart} (and .svg)")
+    for r in results:
+        harness.discard(r)
+    if not all(r.agree for r in results):
+        print("the contenders' answers differ: see above", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

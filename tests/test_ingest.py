@@ -1,0 +1,437 @@
+"""Ingest (SPEC §1, §6): every reject reason with its physical line number, duplicates
+identical and conflicting (in one file, across the files of one run, across runs), `.gz`,
+directories, globs, stdin, `--strict`, re-ingest, and the `rejects` listing."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from usagebill.errors import DataError, InputError
+from usagebill.store import Store
+
+from .conftest import event, write_events
+
+
+def line(e: dict[str, Any]) -> str:
+    return json.dumps(e)
+
+
+def rejects(store: Store) -> list[tuple[str, int, str]]:
+    """(file name, line, reason) of every reject, in order."""
+    return [(Path(r["file"]).name, r["line"], r["reason"]) for r in store.rejects()]
+
+
+def stored(store: Store) -> list[tuple]:
+    return store.query("SELECT event_id, customer_id, file, line FROM events ORDER BY event_id")
+
+
+def counts(result: Any) -> tuple[int, int, int, int]:
+    return result.read, result.accepted, result.duplicates, result.rejected
+
+
+def state(db: Path | Store) -> list[list[tuple]]:
+    """Everything an ingest may write, to compare before and after."""
+    con = db.con if isinstance(db, Store) else duckdb.connect(str(db), read_only=True)
+    return [
+        con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+        for table in ("events", "rejects", "runs", "corrections")
+    ]
+
+
+GOOD = line(event("ok-1"))
+LONG_ID = "x" * 256
+
+# (line text, reason); the lines go into one file between good ones and blank lines.
+REASONS = [
+    ("{not json", "invalid JSON"),
+    ('{"event_id": "a", "customer_id": "c", "event_name": "n",}x', "invalid JSON"),
+    ("[1, 2, 3]", "not a JSON object"),
+    ("42", "not a JSON object"),
+    ('"just a string"', "not a JSON object"),
+    ("null", "not a JSON object"),
+    ('{"customer_id": "c", "event_name": "n"}', "missing event_id"),
+    (
+        '{"event_id": 7, "customer_id": "c", "event_name": "n"}',
+        "event_id must be a string (the idempotency key)",
+    ),
+    ('{"event_id": "", "customer_id": "c", "event_name": "n"}', "event_id is empty"),
+    ('{"event_id": " \\t ", "customer_id": "c", "event_name": "n"}', "event_id is empty"),
+    (
+        '{"event_id": "' + LONG_ID + '", "customer_id": "c", "event_name": "n"}',
+        "event_id is longer than 255 characters",
+    ),
+    ('{"event_id": "b", "event_name": "n"}', "missing customer_id"),
+    (
+        '{"event_id": "b", "customer_id": ["c"], "event_name": "n"}',
+        "customer_id must be a string (who used it)",
+    ),
+    ('{"event_id": "b", "customer_id": "", "event_name": "n"}', "customer_id is empty"),
+    ('{"event_id": "c", "customer_id": "c"}', "missing event_name"),
+    (
+        '{"event_id": "c", "customer_id": "c", "event_name": null}',
+        "missing event_name",
+    ),
+    (
+        '{"event_id": "c", "customer_id": "c", "event_name": {"a": 1}}',
+        "event_name must be a string (what happened)",
+    ),
+    ('{"event_id": "c", "customer_id": "c", "event_name": "  "}', "event_name is empty"),
+    (
+        '{"event_id": "d", "customer_id": "c", "event_name": "n", "timestamp": 1759000000}',
+        "timestamp must be an ISO 8601 string",
+    ),
+    (
+        '{"event_id": "d", "customer_id": "c", "event_name": "n", "timestamp": "yesterday"}',
+        'unparseable timestamp "yesterday": use ISO 8601, e.g. 2026-10-05T14:03:00Z',
+    ),
+    (
+        '{"event_id": "d", "customer_id": "c", "event_name": "n", "timestamp": "2026-02-30"}',
+        'unparseable timestamp "2026-02-30": use ISO 8601, e.g. 2026-10-05T14:03:00Z',
+    ),
+    (
+        '{"event_id": "d", "customer_id": "c", "event_name": "n", "timestamp": "0000-01-01"}',
+        "timestamp out of range (years 0001 to 9999)",
+    ),
+    (
+        '{"event_id": "e", "customer_id": "c", "event_name": "n", "metadata": [1]}',
+        "metadata must be a JSON object",
+    ),
+    (
+        '{"event_id": "e", "customer_id": "c", "event_name": "n", "metadata": "{}"}',
+        "metadata must be a JSON object",
+    ),
+    (
+        '{"event_id": "e", "customer_id": "c", "event_name": "n", "metadata": {"v": NaN}}',
+        "metadata has NaN or Infinity, which are not JSON numbers",
+    ),
+]
+
+
+def test_every_reject_reason_with_its_physical_line_number(store: Store, tmp_path: Path) -> None:
+    # good, blank, bad, good, bad, blank, ... : blank lines count in the numbering
+    text, expected, n = "", [], 0
+    for i, (bad, reason) in enumerate(REASONS):
+        text += line(event(f"good-{i}")) + "\n" + ("\n" if i % 2 else "  \t\n") + bad + "\n"
+        n += 3
+        expected.append(("mixed.jsonl", n, reason))
+    (tmp_path / "mixed.jsonl").write_text(text + GOOD + "\n")
+    result = store.ingest([str(tmp_path / "mixed.jsonl")])
+    assert rejects(store) == expected
+    assert counts(result) == (2 * len(REASONS) + 1, len(REASONS) + 1, 0, len(REASONS))
+    # the raw text is kept exactly as it was in the file
+    assert [r["raw"] for r in store.rejects()] == [bad for bad, _ in REASONS]
+
+
+def test_line_numbers_are_physical_whatever_the_line_endings(store: Store, tmp_path: Path) -> None:
+    body = b"\n\r\n   \n" + GOOD.encode() + b"\r\n\r\n{broken\r\n" + line(event("b")).encode()
+    (tmp_path / "crlf.jsonl").write_bytes(body)  # no final newline either
+    result = store.ingest([str(tmp_path / "crlf.jsonl")])
+    assert rejects(store) == [("crlf.jsonl", 6, "invalid JSON")]
+    assert [(e, line_no) for e, _, _, line_no in stored(store)] == [("b", 7), ("ok-1", 4)]
+    assert counts(result) == (3, 2, 0, 1)
+
+
+# -- duplicates -------------------------------------------------------------------------------
+
+
+def test_an_identical_repeat_in_one_file_is_a_duplicate(store: Store, ingest: Any) -> None:
+    result = ingest([event("e1"), event("e2"), event("e1")], name="a.jsonl")
+    assert counts(result) == (3, 2, 1, 0)
+    assert [(e, ln) for e, _, _, ln in stored(store)] == [("e1", 1), ("e2", 2)]
+    assert rejects(store) == []
+
+
+def test_a_different_repeat_in_one_file_is_rejected_and_names_the_first(
+    store: Store, ingest: Any, tmp_path: Path
+) -> None:
+    result = ingest([event("e1"), "", event("e1", customer="cus_b")], name="a.jsonl")
+    assert counts(result) == (2, 1, 0, 1)
+    assert rejects(store) == [
+        (
+            "a.jsonl",
+            3,
+            f"conflicting duplicate of {tmp_path / 'a.jsonl'}:1 "
+            "(event_id e1 was first sent with other content)",
+        )
+    ]
+    assert store.rejects()[0]["raw"] == line(event("e1", customer="cus_b"))
+    assert stored(store)[0][1] == "cus_a"  # the first version stands
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"customer": "cus_b"},
+        {"name": "other.event"},
+        {"ts": "2026-10-05T12:00:01Z"},
+        {"ts": None},
+        {"n": 2},
+    ],
+)
+def test_any_change_of_content_is_a_conflict(
+    store: Store, ingest: Any, change: dict[str, Any]
+) -> None:
+    ingest([event("e1", n=1)])
+    result = ingest([event("e1", **{"n": 1, **change})])
+    assert counts(result) == (1, 0, 0, 1)
+    assert rejects(store)[0][2].startswith("conflicting duplicate of ")
+
+
+def test_the_same_instant_in_another_offset_is_the_same_event(store: Store, ingest: Any) -> None:
+    ingest([event("e1", ts="2026-10-05T12:00:00Z")])
+    result = ingest([event("e1", ts="2026-10-05T14:00:00+02:00")])
+    assert counts(result) == (1, 0, 1, 0)
+
+
+def test_events_without_timestamps_repeat_as_duplicates(store: Store, ingest: Any) -> None:
+    ingest([event("e1", ts=None)])
+    result = ingest([event("e1", ts=None)])
+    assert counts(result) == (1, 0, 1, 0)
+
+
+def test_the_same_metadata_written_otherwise_is_a_duplicate(store: Store, tmp_path: Path) -> None:
+    head = '{"event_id":"e1","customer_id":"c","event_name":"n","metadata":'
+    (tmp_path / "a.jsonl").write_text(
+        head
+        + '{"a":1,"b":{"c":[2.5,"x"]}}}\n'
+        + head
+        + '{"b":{"c":[2.50,"x"]},"a":1.0}}\n'  # keys in another order, 1.0 for 1
+        + head
+        + ' { "a" : 1e0 , "b" : { "c" : [ 25e-1 , "x" ] } } }\n'
+        + head
+        + '{"a":true,"b":{"c":[2.5,"x"]}}}\n'  # true is not 1
+        + head
+        + '{"a":"1","b":{"c":[2.5,"x"]}}}\n'  # "1" is not 1
+        + head
+        + '{"a":1,"b":{"c":["x",2.5]}}}\n'  # arrays keep their order
+    )
+    result = store.ingest([str(tmp_path / "a.jsonl")])
+    assert counts(result) == (6, 1, 2, 3)
+    assert [line for _, line, _ in rejects(store)] == [4, 5, 6]
+
+
+def test_repeats_across_the_files_of_one_run_keep_the_first_in_name_order(
+    store: Store, tmp_path: Path
+) -> None:
+    b = write_events(tmp_path / "b.jsonl", [event("e1", customer="cus_b"), event("e2")])
+    a = write_events(tmp_path / "a.jsonl", [event("x"), event("e1"), event("e2")])
+    result = store.ingest([str(b), str(a)])  # given in any order: read in name order
+    assert counts(result) == (5, 3, 1, 1)
+    assert rejects(store) == [
+        (
+            "b.jsonl",
+            1,
+            f"conflicting duplicate of {a}:2 (event_id e1 was first sent with other content)",
+        )
+    ]
+    assert [(e, c, Path(f).name, ln) for e, c, f, ln in stored(store)] == [
+        ("e1", "cus_a", "a.jsonl", 2),
+        ("e2", "cus_a", "a.jsonl", 3),
+        ("x", "cus_a", "a.jsonl", 1),
+    ]
+
+
+def test_repeats_across_runs(store: Store, tmp_path: Path) -> None:
+    first = write_events(tmp_path / "first.jsonl", [event("e1"), event("e2")])
+    store.ingest([str(first)])
+    later = write_events(
+        tmp_path / "later.jsonl", [event("e2"), event("e1", customer="cus_z"), event("e3")]
+    )
+    result = store.ingest([str(later)])
+    assert counts(result) == (3, 1, 1, 1)
+    assert rejects(store) == [
+        (
+            "later.jsonl",
+            2,
+            f"conflicting duplicate of {first}:1 (event_id e1 was first sent with other content)",
+        )
+    ]
+    assert [e for e, *_ in stored(store)] == ["e1", "e2", "e3"]
+
+
+def test_a_rejected_line_does_not_claim_its_event_id(store: Store, ingest: Any) -> None:
+    ingest(['{"event_id": "e1", "customer_id": "c"}'])  # missing event_name: rejected
+    result = ingest([event("e1")])
+    assert counts(result) == (1, 1, 0, 0)
+
+
+def test_ingesting_the_same_files_again_changes_nothing(store: Store, tmp_path: Path) -> None:
+    files = [
+        write_events(tmp_path / "a.jsonl", [event(f"a{i}", n=i) for i in range(50)] + ["{bad"]),
+        write_events(tmp_path / "b.jsonl", [event(f"b{i}", ts=None) for i in range(20)]),
+    ]
+    first = store.ingest([str(f) for f in files])
+    before = state(store)
+    again = store.ingest([str(f) for f in reversed(files)])
+    after = state(store)
+    assert counts(first) == (71, 70, 0, 1)
+    # the bad line is rejected again (and recorded for this run); nothing else changes
+    assert counts(again) == (71, 0, 70, 1)
+    assert after[0] == before[0]  # events: the same rows, the same run numbers
+    assert after[1] == sorted(before[1] + [(*r[:4], 2) for r in before[1]])
+    assert after[3] == before[3] and len(after[2]) == 2
+
+
+# -- sources: .gz, directories, globs, stdin ---------------------------------------------------
+
+
+def test_gzip_files_are_read_like_plain_ones(store: Store, tmp_path: Path) -> None:
+    text = "\n".join([GOOD, "", "{bad", line(event("ok-2"))]) + "\n"
+    (tmp_path / "e.jsonl.gz").write_bytes(gzip.compress(text.encode()))
+    result = store.ingest([str(tmp_path / "e.jsonl.gz")])
+    assert counts(result) == (3, 2, 0, 1)
+    assert rejects(store) == [("e.jsonl.gz", 3, "invalid JSON")]
+
+
+def test_a_gzip_file_of_several_members(store: Store, tmp_path: Path) -> None:
+    data = gzip.compress((GOOD + "\n").encode()) + gzip.compress(
+        (line(event("ok-2")) + "\n{bad\n").encode()
+    )
+    (tmp_path / "m.jsonl.gz").write_bytes(data)
+    result = store.ingest([str(tmp_path / "m.jsonl.gz")])
+    assert counts(result) == (3, 2, 0, 1)
+    assert rejects(store) == [("m.jsonl.gz", 3, "invalid JSON")]
+
+
+def test_a_directory_is_searched_for_event_files(store: Store, tmp_path: Path) -> None:
+    d = tmp_path / "logs"
+    (d / "2026" / "10").mkdir(parents=True)
+    (d / ".hidden").mkdir()
+    write_events(d / "2026" / "10" / "a.jsonl", [event("a")])
+    write_events(d / "b.ndjson", [event("b")])
+    (d / "c.json.gz").write_bytes(gzip.compress((line(event("c")) + "\n").encode()))
+    write_events(d / "notes.txt", ["not events"])
+    write_events(d / ".hidden" / "h.jsonl", [event("h")])
+    write_events(d / ".dot.jsonl", [event("dot")])
+    result = store.ingest([str(d)])
+    assert sorted(Path(f).name for f in result.files) == ["a.jsonl", "b.ndjson", "c.json.gz"]
+    assert [e for e, *_ in stored(store)] == ["a", "b", "c"]
+
+
+def test_a_glob_is_expanded_and_files_given_twice_are_read_once(
+    store: Store, tmp_path: Path
+) -> None:
+    for name in ("x1.jsonl", "x2.jsonl", "y.jsonl"):
+        write_events(tmp_path / name, [event(name)])
+    result = store.ingest([str(tmp_path / "x*.jsonl"), str(tmp_path / "x1.jsonl")])
+    assert [Path(f).name for f in result.files] == ["x1.jsonl", "x2.jsonl"]
+    assert counts(result) == (2, 2, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "nothing-*.jsonl", "no files match this pattern"),
+        (lambda p: p / "missing.jsonl", "no such file or directory"),
+        (
+            lambda p: (p / "empty-dir").mkdir() or p / "empty-dir",
+            "no event files in this directory",
+        ),
+    ],
+)
+def test_inputs_that_name_nothing_fail_before_anything_is_stored(
+    store: Store, tmp_path: Path, make: Any, message: str
+) -> None:
+    good = write_events(tmp_path / "good.jsonl", [event("e1")])
+    with pytest.raises(InputError) as e:
+        store.ingest([str(good), str(make(tmp_path))])
+    assert message in e.value.message
+    assert state(store) == [[], [], [], []]
+
+
+def test_stdin_on_the_cli(tmp_path: Path, cli: Any) -> None:
+    text = "\n".join([GOOD, "{bad", line(event("ok-2"))]) + "\n"
+    result = cli("ingest", "--db", "u.duckdb", "-", input=text.encode())
+    assert result.exit_code == 0, result.stderr
+    assert "read 3 lines from 1 file: 2 accepted, 0 duplicates, 1 rejected" in result.stderr
+    out = cli("rejects", "--db", "u.duckdb", "--format", "json")
+    assert json.loads(out.stdout) == [
+        {"file": "<stdin>", "line": 2, "reason": "invalid JSON", "raw": "{bad"}
+    ]
+
+
+def test_gzipped_stdin_on_the_cli(tmp_path: Path, cli: Any) -> None:
+    data = gzip.compress((GOOD + "\n" + line(event("ok-2")) + "\n").encode())
+    result = cli("ingest", "--db", "u.duckdb", "-", input=data)
+    assert result.exit_code == 0, result.stderr
+    assert "2 accepted" in result.stderr
+    with Store.open("u.duckdb", read_only=True) as s:
+        assert {f for _, _, f, _ in stored(s)} == {"<stdin>"}
+
+
+# -- --strict ----------------------------------------------------------------------------------
+
+
+def test_strict_stores_nothing_and_exits_1(tmp_path: Path, cli: Any) -> None:
+    write_events(tmp_path / "before.jsonl", [event("old")])
+    assert cli("ingest", "--db", "s.duckdb", "before.jsonl").exit_code == 0
+    before = state(tmp_path / "s.duckdb")
+    write_events(tmp_path / "new.jsonl", [event("e1"), "{bad", event("e2"), event("old", n=9)])
+    result = cli("ingest", "--db", "s.duckdb", "--strict", "new.jsonl")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "usagebill: --strict: 2 lines would be rejected; nothing was stored",
+        "  new.jsonl:2: invalid JSON",
+        "  new.jsonl:4: conflicting duplicate of before.jsonl:1 (event_id old was first sent "
+        "with other content)",
+        "usagebill: Fix the lines, or ingest without --strict to keep them as rejects.",
+    ]
+    assert state(tmp_path / "s.duckdb") == before
+
+
+def test_strict_with_clean_input_stores_as_usual(store: Store, ingest: Any, tmp_path: Path) -> None:
+    path = write_events(tmp_path / "clean.jsonl", [event("e1"), event("e1"), event("e2")])
+    result = store.ingest([str(path)], strict=True)
+    assert counts(result) == (3, 2, 1, 0)
+    with pytest.raises(DataError):
+        store.ingest([str(write_events(tmp_path / "bad.jsonl", ["[]"]))], strict=True)
+    assert len(stored(store)) == 2 and store.latest_run() == 1
+
+
+# -- the rejects listing -----------------------------------------------------------------------
+
+
+def test_rejects_as_json_is_a_list_of_file_line_reason_raw(tmp_path: Path, cli: Any) -> None:
+    write_events(tmp_path / "a.jsonl", [event("e1"), "[1]", "", '{"event_id": "x"}'])
+    (tmp_path / "b.jsonl").write_bytes(b'{"event_id": "\xff"}\n')
+    assert cli("ingest", "--db", "r.duckdb", "a.jsonl").exit_code == 0
+    assert cli("ingest", "--db", "r.duckdb", "b.jsonl").exit_code == 0
+    result = cli("rejects", "--db", "r.duckdb", "--format", "json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == [
+        {"file": "a.jsonl", "line": 2, "reason": "not a JSON object", "raw": "[1]"},
+        {"file": "a.jsonl", "line": 4, "reason": "missing customer_id", "raw": '{"event_id": "x"}'},
+        {
+            "file": "b.jsonl",
+            "line": 1,
+            "reason": "not valid UTF-8 (bad byte at column 15)",
+            "raw": '{"event_id": "\ufffd"}',
+        },
+    ]
+    only = cli("rejects", "--db", "r.duckdb", "--run", "2", "--format", "json")
+    assert [r["file"] for r in json.loads(only.stdout)] == ["b.jsonl"]
+    table = cli("rejects", "--db", "r.duckdb")
+    assert table.exit_code == 0 and "3 rejected lines" in table.stdout
+
+
+def test_the_summary_line_counts_everything(tmp_path: Path, cli: Any) -> None:
+    write_events(
+        tmp_path / "a.jsonl",
+        [event("e1"), event("e1"), event("e2", ts=None), "", "oops", event("e1", n=1)],
+    )
+    result = cli("ingest", "--db", "x.duckdb", "a.jsonl")
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    first, second = result.stderr.splitlines()
+    assert first.startswith(
+        "usagebill: run 1: read 5 lines from 1 file: 2 accepted, 1 duplicates, 2 rejected, "
+        "1 timestamped at ingest ("
+    )
+    assert second == "usagebill: rejected lines are kept: see `usagebill rejects --run 1`"
