@@ -10,10 +10,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -74,12 +77,29 @@ def events_file(n: int, work: Path = WORK, log: bool = True) -> Path:
     return path
 
 
-def new_events_file(n: int, work: Path = WORK) -> Path:
-    """`n` events with event_ids no other file has (seed 2), for the incremental test."""
+def new_events_file(n: int, work: Path = WORK, random_ids: bool = False) -> Path:
+    """`n` events with event_ids no other file has (seed 2), for the incremental test.
+
+    The generator's ids (`evt_02_...`) all sort after the stored ones (`evt_01_...`), as
+    time-ordered ids (ULIDs, counters) do, which lets DuckDB skip stored row groups by their
+    min/max; `random_ids` rewrites them as UUID-like hex spread over the stored range, the
+    harder case."""
     work.mkdir(parents=True, exist_ok=True)
-    path = work / f"new-{n}.jsonl"
+    plain = work / f"new-{n}.jsonl"
+    if not plain.exists():
+        _generate(n, 2, plain)
+    if not random_ids:
+        return plain
+    path = work / f"new-{n}-random-ids.jsonl"
     if not path.exists():
-        _generate(n, 2, path)
+        tmp = path.with_suffix(".tmp")
+        with open(plain, encoding="utf-8") as src, open(tmp, "w", encoding="utf-8") as out:
+            for line in src:
+                event = json.loads(line)
+                digest = hashlib.sha1(event["event_id"].encode()).hexdigest()
+                event["event_id"] = str(uuid.UUID(digest[:32]))
+                out.write(json.dumps(event, separators=(",", ":")) + "\n")
+        os.replace(tmp, path)
     return path
 
 

@@ -68,10 +68,12 @@ def run(
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
-    """The caller's environment with the repository on the path, so that any cwd works
-    (USAGEBILL_MEMORY_LIMIT passes through: the default 512MB is what is measured)."""
+    """The caller's environment with the repository on the path, so that any cwd works.
+    A PYTHONPATH given by the caller comes first: `PYTHONPATH=/copy python -m bench` measures
+    an experimental copy of the usagebill package. USAGEBILL_MEMORY_LIMIT passes through (the
+    default, 512MB, is what is measured)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(ROOT)]))
     return {**env, **(extra or {})}
 
 

@@ -43,7 +43,7 @@ def test_each_run_is_measured(tiny: harness.SizeResult) -> None:
     assert tiny.lines == TINY + TINY // data.RETRY_EVERY
     text = report.table(tiny)
     assert "answers agree" in text and "usagebill" in text and "DuckDB alone" in text
-    found = targets.evaluate(tiny, tiny, None, None, [0.1])
+    found = targets.evaluate(tiny, tiny, [], None, [0.1])
     assert {t.name for t in found} >= {"ingest vs DuckDB read_json load", "usagebill --help"}
 
 

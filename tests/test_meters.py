@@ -241,7 +241,10 @@ def test_events_without_a_usable_value_are_counted_as_skipped_per_reason(
     assert {(s["meter_id"], s["reason"]): s["events"] for s in rep["skipped"]} == {
         ("t", "missing property 'tokens'"): 2,
         ("t", "'tokens' is not a number"): 4,  # "100", null, true, {"n": 1}
-        ("t", "'tokens' is not an exact decimal (over 12 decimal places or 26 digits)"): 1,
+        ("t", (
+            "'tokens' is not an exact decimal (over 12 decimal places or 26 digits, or a "
+            "fraction over 15 significant digits)"
+        )): 1,
         (None, "no meter counts event_name 'other'"): 1,
     }
 

@@ -77,6 +77,7 @@ CATALOGUE: dict[str, tuple[bytes, str | None]] = {
     "utf-8 bom mid-file": (b"\xef\xbb\xbf" + ev("bom"), "invalid JSON"),
     "nul byte": (raw_event(b'"n\x00ul"'), "invalid JSON"),
     "nul escape in an id": (raw_event(b'"n\\u0000ul"'), None),
+    "a line of only 0x01": (b"\x01", "invalid JSON: control character U+0001"),
     "control char 0x01": (raw_event(b'"a\x01"'), "invalid JSON: control character U+0001"),
     "stray carriage return": (
         ev("cr") + b"\r" + ev("cr2"),
@@ -342,7 +343,8 @@ def test_odd_numbers_are_skipped_by_a_sum_with_a_reason(tmp_path: Path, cli: Cli
     assert usage["skipped"] == [
         {
             "meter_id": "s",
-            "reason": "'n' is not an exact decimal (over 12 decimal places or 26 digits)",
+            "reason": "'n' is not an exact decimal (over 12 decimal places or 26 digits, "
+            "or a fraction over 15 significant digits)",
             "events": 2,
         }
     ]
@@ -361,7 +363,7 @@ VALID = st.builds(
     st.sampled_from([{}, {"timestamp": "2026-10-05T12:00:00Z"}, {"timestamp": "2026-10-09"}]),
     st.sampled_from([{}, {"metadata": {"n": 1}}, {"metadata": {"n": 2.5, "s": "x"}}]),
 )
-NEAR = st.one_of(
+NEAR_ANYWHERE = st.one_of(
     VALID.map(lambda b: b.replace(b'"event_id"', b'"eventid"')),
     VALID.map(lambda b: b.replace(b'"cus_', b'"  ').replace(b"cus_", b"")),
     VALID.map(lambda b: b[:-1]),
@@ -369,9 +371,10 @@ NEAR = st.one_of(
     VALID.map(lambda b: b.replace(b'"metadata": {', b'"metadata": [{').replace(b"}}", b"}]}")),
     VALID.map(lambda b: b.replace(b'"n": 1', b'"n": NaN')),
     VALID.map(lambda b: b + b" trailing"),
-    VALID.map(lambda b: b"\xef\xbb\xbf" + b),
     VALID.map(lambda b: b.replace(b"e", b"\xe9", 1)),
 )
+# A byte-order mark belongs to the start of a file: accepted on line 1, rejected elsewhere.
+NEAR = st.one_of(NEAR_ANYWHERE, VALID.map(lambda b: b"\xef\xbb\xbf" + b))
 GARBAGE = st.one_of(
     st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")),
     st.text(max_size=30).map(lambda s: s.replace("\n", "").encode()),
@@ -379,7 +382,7 @@ GARBAGE = st.one_of(
 )
 LINES = st.lists(st.one_of(VALID, NEAR, GARBAGE), max_size=25)
 PROPERTY = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 
@@ -436,7 +439,9 @@ def usage_of(store: Store) -> dict[str, Any]:
 @PROPERTY
 @given(
     lines=st.lists(
-        st.one_of(UNIQUE.map(lambda x: x), NEAR.map(lambda b: [b]), GARBAGE.map(lambda b: [b])),
+        st.one_of(
+            UNIQUE.map(lambda x: x), NEAR_ANYWHERE.map(lambda b: [b]), GARBAGE.map(lambda b: [b])
+        ),
         max_size=8,
     ).map(lambda xs: [b for x in xs for b in x]),
     cuts=st.lists(st.integers(0, 60), max_size=4),
@@ -578,11 +583,6 @@ def test_configs_that_attack_fail_clearly(
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: config.parse_config lets RecursionError out of PyYAML for a document nested a "
-    "few hundred levels deep (exit 3, internal error) instead of a ConfigError",
-)
 def test_a_config_nested_too_deeply_fails_clearly(tmp_path: Path, cli: Cli) -> None:
     (tmp_path / "meters.yaml").write_text("version: 1\nx: " + "[" * 1000 + "]" * 1000 + "\n")
     result = cli("validate")
@@ -600,24 +600,30 @@ def test_a_product_that_names_itself_or_a_customer_fails_clearly() -> None:
         )
     assert e.value.lines() == [
         "meters.yaml:3:38: products[0].charges[0].meter: unknown meter 'p'; expected one of: m",
-        "meters.yaml:4:33: customers[0].product: unknown product 'c'; expected one of: p",
+        "meters.yaml:4:30: customers[0].product: unknown product 'c'; expected one of: p",
     ]
 
 
-def test_hundreds_of_meters_in_one_report(store: Store, tmp_path: Path) -> None:
-    """The compiled query covers every meter in one pass. (Measured: 1,000 count meters take
-    ~2.5 s, 3,000 ~15 s; sum meters with a filter grow faster — see the reliability notes.)"""
-    n = 300
+@pytest.mark.parametrize("n, kind", [(300, "count"), (10_000, "count"), (1_000, "sum")])
+def test_thousands_of_meters_in_one_report(
+    store: Store, tmp_path: Path, n: int, kind: str
+) -> None:
+    """Meters are measured a few hundred per query (`usage.CHUNK`), so time and memory grow
+    linearly: 10,000 count meters or 1,000 filtered sum meters report in seconds."""
+    aggregation = ("{type: count}" if kind == "count" else
+                   "{type: sum, key: n}, filter: {clauses: [{key: n, operator: greater_than, "
+                   "value: 0}]}")
     cfg = parse_config(
         "version: 1\nmeters:\n"
         + "".join(
-            f"  - {{id: m{i}, event_name: e{i % 30}, aggregation: {{type: count}}}}\n"
+            f"  - {{id: m{i}, event_name: e{i % 30}, aggregation: {aggregation}}}\n"
             for i in range(n)
         )
     )
     path = write(
         tmp_path / "e.jsonl",
-        [ev(f"x{j}", event_name=f"e{j % 30}", timestamp="2026-10-05T00:00:00Z") for j in range(90)],
+        [ev(f"x{j}", event_name=f"e{j % 30}", timestamp="2026-10-05T00:00:00Z",
+            metadata={"n": 1}) for j in range(90)],
     )
     store.ingest([str(path)])
     doc = usage_report(store, cfg, parse_period("2026-10")).to_json()

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from usagebill.config import Config
+from usagebill.config import Config, parse_config
 from usagebill.cycles import parse_period
 from usagebill.errors import OptionError
 from usagebill.store import Store
 from usagebill.usage import usage_report
 
-from .conftest import config, event
+from .conftest import config, event, write_events
 
 Ingest = Callable[..., Any]
 
@@ -335,3 +336,35 @@ def test_usage_json_shape(store: Store, ingest: Ingest) -> None:
 
 def test_an_empty_database_gives_an_empty_report(store: Store) -> None:
     assert doc(store, cfg_in("UTC"), "2026-10")["rows"] == []
+
+
+def test_many_meters_are_measured_in_chunks_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past `usage.CHUNK` meters a report runs one query per chunk: same rows, same skips,
+    same unmetered events as one query."""
+    from usagebill import usage
+
+    cfg = parse_config(
+        "version: 1\nmeters:\n"
+        "  - {id: a, event_name: api.call, aggregation: {type: count}}\n"
+        "  - {id: b, event_name: api.call, aggregation: {type: sum, key: n}}\n"
+        "  - {id: c, event_name: sms.sent, aggregation: {type: max, key: n}}\n"
+        "  - {id: d, event_name: img.made, aggregation: {type: unique_count, key: u}}\n"
+        "  - {id: e, event_name: api.call, aggregation: {type: last, key: n},\n"
+        "     filter: {clauses: [{key: s, operator: equals, value: ok}]}}\n",
+        "meters.yaml",
+    )
+    store = Store.open(None)
+    write_events(tmp_path / "e.jsonl", [
+        event("1", "cus_a", "api.call", n=2, s="ok"), event("2", "cus_a", "api.call"),
+        event("3", "cus_b", "sms.sent", n=7), event("4", "cus_b", "img.made", u="x"),
+        event("5", "cus_c", "other.thing"), event("6", "cus_a", "api.call", n="x"),
+    ])
+    store.ingest([str(tmp_path / "e.jsonl")])
+    one = usage.usage_report(store, cfg, parse_period("2026-10")).to_json()
+    monkeypatch.setattr(usage, "CHUNK", 2)
+    chunked = usage.usage_report(store, cfg, parse_period("2026-10")).to_json()
+    assert chunked == one
+    assert {(s["meter_id"], s["events"]) for s in one["skipped"]} >= {(None, 1), ("b", 1)}
+    store.close()

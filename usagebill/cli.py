@@ -221,8 +221,9 @@ def validate(config: ConfigOpt = DEFAULT_CONFIG) -> None:
     cfg = _config(config)
     config_summary(cfg, console())
     _err(
-        f"{config}: OK: {len(cfg.meters)} meters, {len(cfg.credits)} credit pools, "
-        f"{len(cfg.products)} products, {len(cfg.customers)} customers"
+        f"{config}: OK: {count(len(cfg.meters), 'meter')}, "
+        f"{count(len(cfg.credits), 'credit pool')}, {count(len(cfg.products), 'product')}, "
+        f"{count(len(cfg.customers), 'customer')}"
     )
 
 

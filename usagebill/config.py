@@ -283,6 +283,16 @@ def load_config(path: str | Path) -> Config:
 
 def parse_config(text: str, source: str = "meters.yaml") -> Config:
     """Validate config text. `source` names the file in error messages."""
+    try:
+        return _parse_config(text, source)
+    except RecursionError:  # PyYAML and the walks below recurse once per level of nesting
+        raise ConfigError([ConfigIssue(
+            Location(source, 1, 1), "",
+            "the file nests too deeply (hundreds of levels): a config is never that deep")]
+        ) from None
+
+
+def _parse_config(text: str, source: str) -> Config:
 
     def issue(loc: Location | None, path: str, message: str) -> ConfigIssue:
         loc = loc or Location("", 1, 1)

@@ -15,7 +15,7 @@ from typing import Any
 from .config import Config
 from .cycles import Month, iso
 from .errors import OptionError
-from .invoices import Invoice, Line, build_invoices
+from .invoices import Invoice, Line, build_invoices, invoice_from_record
 from .meters import MeterCompiler, Sql, describe_filter, describe_meter
 from .money import fmt_money, fmt_number
 from .pricing import Step
@@ -24,14 +24,21 @@ from .usage import select_meters
 
 
 def _invoice(store: Store, config: Config, month: Month, customer: str,
-             as_of: int | None) -> Invoice:
-    doc = build_invoices(store, config, month, customer=customer, as_of=as_of)
+             as_of: int | None) -> tuple[Invoice, Invoice | None]:
+    """The invoice as it stands now, and the issued one when the period is closed (then the
+    current one is priced as issued, like `invoice` does for adjustments)."""
+    issued = None
+    if store.closing(str(month), as_of) is not None:
+        issued = next((invoice_from_record(r) for r in store.issued(str(month))
+                       if r["customer"]["id"] == customer), None)
+    doc = build_invoices(store, config, month, customer=customer, as_of=as_of,
+                         issued={customer: issued} if issued else None)
     if not doc.invoices:
         raise OptionError(
             f"--customer {customer}: no invoice for {month} "
             f"(its start_date is {config.customer[customer].start_date})"
         )
-    return doc.invoices[0]
+    return doc.invoices[0], issued
 
 
 def _exact(value: Decimal) -> str:
@@ -93,16 +100,20 @@ def explain(store: Store, config: Config, month: Month, customer: str, *,
             meter: str | None = None, as_of: int | None = None) -> dict[str, Any]:
     """The explanation document (SPEC §8)."""
     select_meters(config, meter)  # a clear error for an unknown --meter
-    inv = _invoice(store, config, month, customer, as_of)
+    inv, issued = _invoice(store, config, month, customer, as_of)
     lines = [
         _line_json(config, line, config.currency) for line in inv.lines
         if meter is None or line.meter_id == meter
     ]
-    return {
+    out = {
         "customer_id": inv.customer.id, "period": str(month), "currency": config.currency,
+        "status": "closed" if issued else "draft",
         "period_start": iso(inv.cycle.start), "period_end": iso(inv.cycle.end),
         "lines": lines, "total": fmt_money(inv.total, config.currency),
     }
+    if issued is not None:  # what was sent, so the difference is in plain sight
+        out["issued_total"] = fmt_money(issued.total, config.currency)
+    return out
 
 
 def explain_text(doc: dict[str, Any]) -> list[str]:
@@ -145,7 +156,11 @@ def explain_text(doc: dict[str, Any]) -> list[str]:
             f"{x['carries_over']} ({x['rollover_percent']}% of the unused grant, rounded down)",
             "",
         ]
-    out.append(f"Total {doc['total']} {cur}")
+    if doc.get("issued_total") is not None:
+        out.append(f"Total now {doc['total']} {cur}; issued when {doc['period']} was closed: "
+                   f"{doc['issued_total']} {cur} (`usagebill invoice` shows the adjustments)")
+    else:
+        out.append(f"Total {doc['total']} {cur}")
     return out
 
 
@@ -157,7 +172,7 @@ def explain_events(store: Store, config: Config, month: Month, customer: str, *,
                    meter: str | None = None, as_of: int | None = None) -> list[list[Any]]:
     """The events behind each usage line, by meter, then timestamp, then event_id. A voided
     event is absent; an amended one has its amended values and the correction's event_id."""
-    inv = _invoice(store, config, month, customer, as_of)
+    inv, _ = _invoice(store, config, month, customer, as_of)
     charged = [ch.meter for ch in inv.product.charges]
     meters = [config.meter[m] for m in charged if meter is None or m == meter]
     if not meters:

@@ -101,9 +101,10 @@ _TS_CHECKS = (
     "THEN 'timestamp out of range (years 0001 to 9999)' "
 )
 # DuckDB's JSON reader takes NaN and Infinity (any case), which JSON has not: a filter would
-# find NaN greater than every number. The reader keeps their text as written, so a cheap
-# look for the letters finds the candidates; only those pay for reading past the strings.
-_NON_FINITE = "(contains(lower(r_metadata), 'nan') OR contains(lower(r_metadata), 'inf'))"
+# find NaN greater than every number. The metadata comes back minified with those tokens as
+# written, so a cheap look right after `:`, `,` or `[` finds the candidates; only those pay
+# for reading past the strings.
+_NON_FINITE = r"regexp_matches(r_metadata, '(?i)[:,\[]-?(nan|inf)')"
 _MD_CHECK = (
     f"WHEN {_given('metadata')} AND NOT starts_with(r_metadata, '{{') "
     "THEN 'metadata must be a JSON object' "
@@ -454,7 +455,9 @@ def _run(
     except BaseException as e:
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
-        if isinstance(e, duckdb.IOException):
+        # A full disk fails a write (IOException) or, when it is the log's, the commit.
+        unwritten = isinstance(e, duckdb.TransactionException) and "commit" in str(e).lower()
+        if isinstance(e, duckdb.IOException) or unwritten:
             raise DatabaseError(
                 f"{store.path}: cannot write: {_first_line(e)}",
                 hint="Nothing was stored. Free disk space or check permissions, then ingest again.",
@@ -524,7 +527,18 @@ def _stage(store: Store, batch: list[Source], exact: set[str]) -> None:
                 "SELECT file_id, line, error_message FROM _csv_rejects ORDER BY ALL"
             ).fetchall()
             if not refused:
-                break
+                # A line of nothing but the delimiter (chr(1)) is read as a blank line, not
+                # refused: only files with blank lines are searched for one (a byte scan).
+                hidden = [
+                    batch[int(r[0])].label
+                    for r in con.execute("SELECT DISTINCT fi FROM _stage WHERE blank").fetchall()
+                    if batch[int(r[0])].label not in clean
+                    and sources.contains_byte(batch[int(r[0])], b"\x01")
+                ]
+                if not hidden:
+                    break
+                exact.update(hidden)
+                continue
             again = [r for r in refused if batch[int(r[0])].label in clean]
             if again:  # `sanitize` let through a line the reader refuses: never loop on it
                 f, line, why = again[0]

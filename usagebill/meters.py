@@ -20,6 +20,7 @@ from typing import Any
 from .config import Clause, Group, Meter
 
 NUMERIC_AGGREGATIONS = {"sum", "max", "min", "last"}
+MATERIALIZE_OVER = 24  # meters in one query above which the per-property columns are stored
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,11 @@ def json_path(key: str) -> str:
 class DuckDB:
     """The SQL functions the compiler needs, as DuckDB spells them."""
 
-    numeric_types = "('UBIGINT', 'BIGINT', 'DOUBLE', 'HUGEINT')"
+    def is_number(self, json_type: str) -> str:
+        # Not `IN (...)`: DuckDB copies a column's expression into every use, and its IN-list
+        # optimizer, run on hundreds of copies, made planning take seconds.
+        return (f"coalesce(list_contains(['UBIGINT', 'BIGINT', 'DOUBLE', 'HUGEINT'], "
+                f"{json_type}), false)")
     decimal = "DECIMAL(38, 12)"
 
     def extract_paths(self, json: str, paths: list[str]) -> Sql:
@@ -68,6 +73,15 @@ class DuckDB:
     def as_decimal(self, expr: str) -> str:
         return f"TRY_CAST(({expr})::VARCHAR AS {self.decimal})"
 
+    def short_decimal(self, token: str, number: str) -> str:
+        """An integer, or a decimal of at most 15 significant digits. DuckDB's JSON reader
+        keeps integers exactly but carries fractions as doubles: a fraction shown with more
+        digits may have been rounded on the way in, so it is not counted as exact."""
+        text = f"({token})::VARCHAR"
+        fraction = f"(contains({text}, '.') OR contains({text}, 'e') OR contains({text}, 'E'))"
+        digits = f"length(trim(replace(abs({number})::VARCHAR, '.', ''), '0'))"
+        return f"(NOT {fraction} OR {digits} <= 15)"
+
     def as_double(self, expr: str) -> str:
         return f"TRY_CAST(({expr})::VARCHAR AS DOUBLE)"
 
@@ -77,8 +91,16 @@ class DuckDB:
     def contains(self, haystack: str) -> str:
         return f"contains({haystack}, ?)"
 
-    def last(self, value: str) -> str:
-        return f"arg_max({value}, (ts, event_id))"
+    def when(self, cond: str, value: str) -> str:
+        return f"CASE WHEN {cond} THEN {value} END"
+
+    def count_if(self, cond: str) -> str:
+        return f"count(CASE WHEN {cond} THEN 1 END)"
+
+    def last(self, value: str, cond: str) -> str:
+        """The value of the latest event (ties: the greatest event_id) among those `cond`
+        selects: rows whose ordering key is NULL are left out."""
+        return f"arg_max({value}, CASE WHEN {cond} THEN (ts, event_id) END)"
 
     def count_distinct(self, expr: str) -> str:
         return f"count(DISTINCT {expr})"
@@ -107,12 +129,17 @@ class Key:
     def exact(self) -> str:
         return f"k{self.index}_ok"
 
+    @property
+    def is_number(self) -> str:
+        return f"k{self.index}_isnum"
+
 
 # Why an event was not counted by a non-count meter; the usage report shows these.
 SKIP_REASONS = {
     "missing": "missing property {key!r}",
     "not_number": "{key!r} is not a number",
-    "not_exact": "{key!r} is not an exact decimal (over 12 decimal places or 26 digits)",
+    "not_exact": "{key!r} is not an exact decimal (over 12 decimal places or 26 digits, or a "
+    "fraction over 15 significant digits)",
     "null": "{key!r} is null",
 }
 
@@ -158,7 +185,7 @@ class MeterCompiler:
             if m.aggregation.type in NUMERIC_AGGREGATIONS | {"unique_count"}
         } | {c.key for m in self.meters for c in _clauses(m) if _is_number(c.value)}
 
-    def _relations(self, source: Sql, carry: Sequence[str]) -> Sql:
+    def _relations(self, source: Sql, carry: Sequence[str], restrict: bool = False) -> Sql:
         """`WITH src, x, y`: y has, per event, the `carry` columns, ts, event_id, each needed
         property (value, JSON type, exact decimal) and each meter's match."""
         d = self.d
@@ -178,49 +205,64 @@ class MeterCompiler:
         x = (
             Sql(f"SELECT {cols_carried}, event_name, ts, event_id, ")
             + metered
-            + " AS metered, CASE WHEN metered THEN "
+            + " AS metered, "
             + extract
-            + " END AS props FROM src"
+            + " AS props FROM src"
         )
+        if restrict:  # only these meters' events (a query for some of many meters)
+            x = x + " WHERE " + metered
         # 2. Per property: value, JSON type and (for numeric aggregations) exact decimal.
         cols: list[Sql] = []
         for key, k in self.keys.items():
             item = d.item("props", k.index)
-            cols.append(Sql(f"{item} AS {k.json}, {d.json_type(item)} AS {k.type}"))
+            cols.append(Sql(f"{item} AS {k.json}, {d.json_type(item)} AS {k.type}, "
+                            f"{d.is_number(d.json_type(item))} AS {k.is_number}"))
             if key not in self.numeric_keys:
                 continue
-            number = f"CASE WHEN {k.type} IN {d.numeric_types} THEN "  # only JSON numbers
+            number = f"CASE WHEN {k.is_number} THEN "  # only JSON numbers
             cols.append(Sql(f"{number}{d.as_decimal(item)} END AS {k.number}"))
             cols.append(Sql(
                 f"CASE WHEN {k.number} IS NULL THEN false ELSE coalesce({k.number}::DOUBLE "
-                f"= {d.as_double(item)}, false) END AS {k.exact}"))
+                f"= {d.as_double(item)} AND {d.short_decimal(item, k.number)}, false) END "
+                f"AS {k.exact}"))
         # 3. Per meter: does the event count toward it (name + filter)?
         matches = []
         for i, m in enumerate(self.meters):
-            cond = Sql("(metered AND event_name = ?", (m.event_name,))
+            cond = Sql("(event_name = ?", (m.event_name,))
             if m.filter is not None:
                 cond = cond + " AND " + self._group(m.filter)
             matches.append(cond + f") AS m{i}_match")
-        y = (
-            Sql.join(
-                [Sql(f"SELECT {cols_carried}, ts, event_id, metered"), *cols, *matches],
-                ", ",
-            )
-            + " FROM x"
-        )
-        return Sql("WITH src AS (") + source + "), x AS (" + x + "), y AS (" + y + ") "
+        # The properties' columns are made in `k` and only named in `y`.
+        k = Sql.join(
+            [Sql(f"SELECT {cols_carried}, event_name, ts, event_id, metered"), *cols], ", "
+        ) + " FROM x"
+        names = "".join(f", {c}" for key, ki in self.keys.items()
+                        for c in ([ki.json, ki.type, ki.is_number] + ([ki.number, ki.exact]
+                                                       if key in self.numeric_keys else [])))
+        y = Sql.join(
+            [Sql(f"SELECT {cols_carried}, ts, event_id, metered{names}"), *matches], ", "
+        ) + " FROM k"
+        # DuckDB copies a CTE's column expressions into every use and then spends its time
+        # finding the common ones again: past a couple dozen meters, planning took seconds.
+        # Materializing `k` keeps each property computed once and referenced by name.
+        materialized = " MATERIALIZED" if len(self.meters) > MATERIALIZE_OVER else ""
+        return (Sql("WITH src AS (") + source + "), x AS (" + x + f"), k AS{materialized} ("
+                + k + "), y AS (" + y + ") ")
 
-    def compile(self, source: Sql, group_by: Sequence[str]) -> CompiledQuery:
-        """One aggregate query: every meter for every group."""
+    def compile(
+        self, source: Sql, group_by: Sequence[str], restrict: bool = False
+    ) -> CompiledQuery:
+        """One aggregate query: every meter for every group. With `restrict`, only events of
+        these meters' names are read (and none counts as unmetered)."""
         groups = ", ".join(group_by)
-        aggs = ["count(*) FILTER (WHERE NOT metered) AS unmetered_events"]
+        aggs = [f"{self.d.count_if('NOT metered')} AS unmetered_events"]
         layout = []
         for i, m in enumerate(self.meters):
             agg, cols_i = self._aggregate(i, m)
             aggs += agg
             layout.append(cols_i)
         sql = (
-            self._relations(source, group_by)
+            self._relations(source, group_by, restrict)
             + f"SELECT {groups}, "
             + ", ".join(aggs)
             + f" FROM y GROUP BY {groups} ORDER BY {groups}"
@@ -250,45 +292,50 @@ class MeterCompiler:
         return self._relations(source, carry) + body + " ORDER BY m, ts, event_id"
 
     def _aggregate(self, i: int, m: Meter) -> tuple[list[str], MeterColumns]:
+        """Conditional aggregates as `agg(CASE WHEN cond THEN x END)`, not `FILTER (WHERE
+        cond)`: DuckDB updates a FILTERed aggregate in a pass of its own, so with hundreds of
+        meters FILTER grew with the square of their number; CASE stays linear."""
         d, match, kind = self.d, f"m{i}_match", m.aggregation.type
         q, e = f"m{i}_q", f"m{i}_events"
         if kind == "count":
-            return [f"count(*) FILTER (WHERE {match}) AS {q}", f"{q} AS {e}"], MeterColumns(m, q, e)
+            return [f"{d.count_if(match)} AS {q}", f"{q} AS {e}"], MeterColumns(m, q, e)
         k = self.keys[m.aggregation.key or ""]
         skips = {"missing": f"m{i}_skip_missing"}
-        out = [f"count(*) FILTER (WHERE {match} AND {k.json} IS NULL) AS {skips['missing']}"]
+        out = [f"{d.count_if(f'{match} AND {k.json} IS NULL')} AS {skips['missing']}"]
         if kind == "unique_count":
             ok = f"{match} AND {k.type} <> 'NULL'"
             # Numbers by value (5 and 5.0 are one value), exactly where they fit the decimal
             # type: 64-bit ids that doubles cannot tell apart stay distinct.
             value = (
-                f"CASE WHEN {k.type} IN {d.numeric_types} THEN (CASE WHEN {k.exact} "
+                f"CASE WHEN {k.is_number} THEN (CASE WHEN {k.exact} "
                 f"THEN 'n:' || {k.number}::VARCHAR "
                 f"ELSE 'd:' || {d.as_double(k.json)}::VARCHAR END) ELSE {k.json}::VARCHAR END"
             )
             skips["null"] = f"m{i}_skip_null"
+            null = f"{match} AND {k.type} = 'NULL'"
             out += [
-                f"{d.count_distinct(value)} FILTER (WHERE {ok}) AS {q}",
-                f"count(*) FILTER (WHERE {ok}) AS {e}",
-                f"count(*) FILTER (WHERE {match} AND {k.type} = 'NULL') AS {skips['null']}",
+                f"{d.count_distinct(d.when(ok, value))} AS {q}",
+                f"{d.count_if(ok)} AS {e}",
+                f"{d.count_if(null)} AS {skips['null']}",
             ]
             return out, MeterColumns(m, q, e, skips)
         ok = f"{match} AND {k.exact}"
+        value = d.when(ok, k.number)
         func = {
-            "sum": f"sum({k.number})",
-            "max": f"max({k.number})",
-            "min": f"min({k.number})",
-            "last": d.last(k.number),
+            "sum": f"sum({value})",
+            "max": f"max({value})",
+            "min": f"min({value})",
+            "last": d.last(value, ok),
         }[kind]
         skips["not_number"] = f"m{i}_skip_not_number"
         skips["not_exact"] = f"m{i}_skip_not_exact"
         out += [
-            f"{func} FILTER (WHERE {ok}) AS {q}",
-            f"count(*) FILTER (WHERE {ok}) AS {e}",
-            f"count(*) FILTER (WHERE {match} AND {k.type} NOT IN {d.numeric_types}) "
+            f"{func} AS {q}",
+            f"{d.count_if(ok)} AS {e}",
+            f"{d.count_if(f'{match} AND {k.json} IS NOT NULL AND NOT {k.is_number}')} "
             f"AS {skips['not_number']}",
-            f"count(*) FILTER (WHERE {match} AND {k.type} IN {d.numeric_types} "
-            f"AND NOT {k.exact}) AS {skips['not_exact']}",
+            f"{d.count_if(f'{match} AND {k.is_number} AND NOT {k.exact}')} "
+            f"AS {skips['not_exact']}",
         ]
         return out, MeterColumns(m, q, e, skips)
 
@@ -326,11 +373,11 @@ class MeterCompiler:
         d = self.d
         if not _fits_decimal(value):
             return Sql(
-                f"{k.type} IN {d.numeric_types} AND {d.as_double(k.json)} {sym} CAST(? AS DOUBLE)",
+                f"{k.is_number} AND {d.as_double(k.json)} {sym} CAST(? AS DOUBLE)",
                 (str(value),),
             )
         return Sql(
-            f"{k.type} IN {d.numeric_types} AND CASE WHEN {k.exact} "
+            f"{k.is_number} AND CASE WHEN {k.exact} "
             f"THEN {k.number} {sym} CAST(? AS {d.decimal}) "
             f"ELSE {d.as_double(k.json)} {sym} CAST(? AS DOUBLE) END",
             (f"{Decimal(value):f}", str(value)),

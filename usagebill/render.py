@@ -186,7 +186,9 @@ def invoice_table(doc: InvoiceDocument, out: Console) -> None:
             ("Billable", "right"),
             (f"Amount ({cur})", "right"),
         ):
-            table.add_column(name, justify=just)  # type: ignore[arg-type]
+            width = 44 if name == "Line" else None  # long credit lines wrap
+            table.add_column(name, justify=just, max_width=width)  # type: ignore[arg-type]
+        pools = {x.credit_id: x.description for x in inv.lines if x.kind == "credit"}
         for line in data["lines"]:
             if line["kind"] == "base":
                 table.add_row(
@@ -209,8 +211,8 @@ def invoice_table(doc: InvoiceDocument, out: Console) -> None:
                 )
             else:
                 label = (
-                    f"{line['credit_id']} credits: {line['granted']} granted, "
-                    f"{line['rolled_over']} rolled over, {line['consumed']} used, "
+                    f"{pools.get(line['credit_id'], line['credit_id'])}: {line['granted']} "
+                    f"granted + {line['rolled_over']} rolled over, {line['consumed']} used, "
                     f"{line['remaining']} left, {line['overage_credits']} overage"
                 )
                 table.add_row(_t(label), _t(""), _t(""), _t(""), _money(line["amount"], cur))

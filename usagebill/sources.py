@@ -135,6 +135,14 @@ def _chunks(source: Source) -> Iterator[bytes]:
             raise _Truncated("the gzip file is truncated: it ends before its last line")
 
 
+def contains_byte(source: Source, byte: bytes) -> bool:
+    """Whether the file's data holds `byte` anywhere (a search of whole chunks, not lines)."""
+    try:
+        return any(byte in chunk for chunk in _chunks(source))
+    except _Truncated:
+        return True  # broken data: let `sanitize` say where
+
+
 class _Truncated(Exception):
     """The data stops early; `partial` is the incomplete last line, if any."""
 

@@ -39,12 +39,43 @@ class Measured:
     unmetered: dict[Group, int]  # events whose event_name no meter counts
 
 
+# Meters per query. One query covers every meter for every group; past a few hundred meters
+# its planning and memory grow fast, so larger configs are measured a few hundred at a time.
+CHUNK = 200
+
+
 def measure(
     store: Store, meters: Sequence[Meter], source: Sql, group_by: Sequence[str]
 ) -> Measured:
-    """Every meter for every group in one query. `source` yields the group columns plus
-    event_name, ts, event_id, metadata."""
-    compiled = MeterCompiler(meters).compile(source, group_by)
+    """Every meter for every group, in one query (one per `CHUNK` meters). `source` yields
+    the group columns plus event_name, ts, event_id, metadata."""
+    if len(meters) <= CHUNK:
+        return _measure(store, meters, source, group_by)
+    ordered = sorted(meters, key=lambda m: m.event_name)  # each query reads few event names
+    out: dict[Group, dict[str, Measure]] = {}
+    for start in range(0, len(ordered), CHUNK):
+        part = _measure(store, ordered[start : start + CHUNK], source, group_by, restrict=True)
+        for key, per in part.by_group.items():
+            out.setdefault(key, {}).update(per)
+    names = sorted({m.event_name for m in meters})
+    groups = ", ".join(group_by)
+    sql = (Sql(f"SELECT {groups}, count(*) FROM (") + source
+           + Sql(") WHERE event_name NOT IN (" + ", ".join("?" * len(names)) + ")", tuple(names))
+           + f" GROUP BY {groups}")
+    unmetered = {tuple(r[:-1]): int(r[-1]) for r in store.query(sql)}
+    for key in unmetered:
+        out.setdefault(key, {})
+    for per in out.values():
+        for m in meters:
+            per.setdefault(m.id, Measure())
+    return Measured(out, unmetered)
+
+
+def _measure(
+    store: Store, meters: Sequence[Meter], source: Sql, group_by: Sequence[str],
+    restrict: bool = False,
+) -> Measured:
+    compiled = MeterCompiler(meters).compile(source, group_by, restrict)
     names, rows = store.query_named(compiled.sql)
     col = {n: i for i, n in enumerate(names)}
     n_groups = len(group_by)
