@@ -13,7 +13,8 @@ import pytest
 
 from usagebill.config import Config
 from usagebill.cycles import parse_period
-from usagebill.meters import MeterCompiler, Sql, json_path, quote_identifier
+from usagebill.meters import MeterCompiler, json_path
+from usagebill.sql import Sql, quote_identifier
 from usagebill.store import Store
 from usagebill.usage import usage_report
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -185,6 +186,25 @@ def _emit_table(draw: Any, output: Path | None) -> None:
         draw(console(f))
 
 
+def _report(
+    format: Format,
+    output: Path | None,
+    *,
+    json: Callable[[], Any],
+    csv: Callable[[], str],
+    table: Callable[[Console], Any],
+) -> None:
+    """A report in the chosen format: only the chosen one is built."""
+    from .render import to_json
+
+    if format is Format.json:
+        _emit(to_json(json()), output)
+    elif format is Format.csv:
+        _emit(csv(), output)
+    else:
+        _emit_table(table, output)
+
+
 def _warn(lines: list[str]) -> None:
     for line in lines:
         _err(f"warning: {line}")
@@ -302,31 +322,26 @@ def rejects(
     output: OutputOpt = None,
 ) -> None:
     """Rejected lines: file, line, reason and raw text."""
-    from .render import shorten, simple_table, to_csv, to_json
+    from .render import shorten, simple_table, to_csv
 
     with _store(db) as store:
         rows = store.rejects(run)
-    if format is Format.json:
-        _emit(to_json([{k: r[k] for k in ("file", "line", "reason", "raw")} for r in rows]), output)
-    elif format is Format.csv:
-        _emit(
-            to_csv(
-                ["file", "line", "reason", "raw", "run"],
-                ([r["file"], r["line"], r["reason"], r["raw"], r["run"]] for r in rows),
-            ),
-            output,
-        )
-    else:
-        _emit_table(
-            lambda out: simple_table(
-                f"{len(rows):,} rejected lines",
-                ["run", "file", "line", "reason", "raw"],
-                ([r["run"], r["file"], r["line"], r["reason"], shorten(r["raw"])] for r in rows),
-                out,
-                right=["run", "line"],
-            ),
-            output,
-        )
+    _report(
+        format,
+        output,
+        json=lambda: [{k: r[k] for k in ("file", "line", "reason", "raw")} for r in rows],
+        csv=lambda: to_csv(
+            ["file", "line", "reason", "raw", "run"],
+            ([r["file"], r["line"], r["reason"], r["raw"], r["run"]] for r in rows),
+        ),
+        table=lambda out: simple_table(
+            f"{len(rows):,} rejected lines",
+            ["run", "file", "line", "reason", "raw"],
+            ([r["run"], r["file"], r["line"], r["reason"], shorten(r["raw"])] for r in rows),
+            out,
+            right=["run", "line"],
+        ),
+    )
 
 
 @app.command()
@@ -345,7 +360,7 @@ def usage(
 ) -> None:
     """Quantity per customer and meter (and day), with skipped-event counts."""
     from .cycles import parse_period
-    from .render import to_json, usage_csv, usage_table
+    from .render import usage_csv, usage_table
     from .usage import usage_report
 
     if by not in (None, "day"):
@@ -368,12 +383,13 @@ def usage(
             for s in report.skipped
         ]
     )
-    if format is Format.json:
-        _emit(to_json(report.to_json()), output)
-    elif format is Format.csv:
-        _emit(usage_csv(report), output)
-    else:
-        _emit_table(lambda out: usage_table(report, out), output)
+    _report(
+        format,
+        output,
+        json=report.to_json,
+        csv=lambda: usage_csv(report),
+        table=lambda out: usage_table(report, out),
+    )
 
 
 @app.command()
@@ -422,7 +438,7 @@ def invoice(
 def _render_invoices(
     doc: Any, format: Format, output: Path | None, config: Config | None = None
 ) -> None:
-    from .render import invoice_csv, invoice_table, to_json
+    from .render import invoice_csv, invoice_table
 
     _warn([w.message for w in doc.warnings])
     if format in DOCUMENT_FORMATS:
@@ -436,12 +452,14 @@ def _render_invoices(
             f"wrote {n} {format.value.upper()} invoice{'s' if n != 1 else ''} and "
             f"{written[-1].name} to {written[-1].parent}"
         )
-    elif format is Format.json:
-        _emit(to_json(doc.to_json()), output)
-    elif format is Format.csv:
-        _emit(invoice_csv(doc), output)
     else:
-        _emit_table(lambda out: invoice_table(doc, out), output)
+        _report(
+            format,
+            output,
+            json=doc.to_json,
+            csv=lambda: invoice_csv(doc),
+            table=lambda out: invoice_table(doc, out),
+        )
 
 
 @app.command()
@@ -464,7 +482,7 @@ def credits(
     """Credit pool ledgers, cycle by cycle: granted, rolled over, consumed, expired, overage."""
     from .cycles import Month, parse_month
     from .invoices import credit_ledgers, ledger_json
-    from .render import simple_table, to_csv, to_json
+    from .render import simple_table, to_csv
 
     cfg = _config(config)
     with _store(db) as store:
@@ -479,34 +497,17 @@ def credits(
         )
     rows = [r for c, pool, entries in ledgers for r in ledger_json(c, pool, entries, cfg.currency)]
     header = list(rows[0]) if rows else ["customer_id", "credit_id", "cycle_start"]
-    if format is Format.json:
-        _emit(to_json(rows), output)
-    elif format is Format.csv:
-        _emit(to_csv(header, ([r[h] for h in header] for r in rows)), output)
-    else:
-        shown = [
-            "customer_id",
-            "credit_id",
-            "cycle_start",
-            "balance_before",
-            "rolled_over",
-            "granted",
-            "consumed",
-            "expired",
-            "overage_credits",
-            "carried",
-            "balance_after",
-        ]
-        _emit_table(
-            lambda out: simple_table(
-                f"Credit ledgers up to {month}",
-                shown,
-                ([r[h] for h in shown] for r in rows),
-                out,
-                right=shown[3:],
-            ),
-            output,
-        )
+    shown = ["customer_id", "credit_id", "cycle_start", "balance_before", "rolled_over",
+             "granted", "consumed", "expired", "overage_credits", "carried", "balance_after"]
+    _report(
+        format,
+        output,
+        json=lambda: rows,
+        csv=lambda: to_csv(header, ([r[h] for h in header] for r in rows)),
+        table=lambda out: simple_table(
+            f"Credit ledgers up to {month}", shown, ([r[h] for h in shown] for r in rows), out,
+            right=shown[3:]),
+    )
 
 
 @app.command()
@@ -577,7 +578,7 @@ def runs(
     db: DbOpt = DEFAULT_DB, format: FormatOpt = Format.table, output: OutputOpt = None
 ) -> None:
     """Every ingest run: when, which files, how many lines of each kind."""
-    from .render import simple_table, to_csv, to_json
+    from .render import simple_table, to_csv
 
     with _store(db) as store:
         rows = store.runs()
@@ -585,21 +586,22 @@ def runs(
              "ended_at": r["ended_at"].isoformat() if r["ended_at"] else None} for r in rows]
     header = ["run", "started_at", "ended_at", "files", "lines_read", "accepted", "duplicates",
               "rejected", "timestamped", "corrections"]
-    if format is Format.json:
-        _emit(to_json(docs), output)
-    elif format is Format.csv:
-        _emit(to_csv(header, ([*(d[h] for h in header[:3]), " ".join(d["files"] or []),
-                               *(d[h] for h in header[4:])] for d in docs)), output)
-    else:
-        def files(names: list[str] | None) -> str:
-            names = names or []
-            return ", ".join(names) if len(names) <= 2 else f"{names[0]} and {len(names) - 1} more"
+    def files(names: list[str] | None) -> str:
+        names = names or []
+        return ", ".join(names) if len(names) <= 2 else f"{names[0]} and {len(names) - 1} more"
 
-        _emit_table(lambda out: simple_table(
+    _report(
+        format,
+        output,
+        json=lambda: docs,
+        csv=lambda: to_csv(header, ([*(d[h] for h in header[:3]), " ".join(d["files"] or []),
+                                     *(d[h] for h in header[4:])] for d in docs)),
+        table=lambda out: simple_table(
             "Ingest runs", header,
             ([d["run"], (d["started_at"] or "")[:19], (d["ended_at"] or "")[:19],
               files(d["files"]), *(d[h] for h in header[4:])] for d in docs),
-            out, right=["run", *header[4:]]), output)
+            out, right=["run", *header[4:]]),
+    )
 
 
 @app.command()
@@ -607,19 +609,20 @@ def corrections(
     db: DbOpt = DEFAULT_DB, format: FormatOpt = Format.table, output: OutputOpt = None
 ) -> None:
     """Corrections (void / amend) and whether each has found its target yet."""
-    from .render import simple_table, to_csv, to_json
+    from .render import simple_table, to_csv
 
     with _store(db) as store:
         rows = store.corrections()
     header = ["event_id", "action", "target", "reason", "file", "line", "run", "status"]
-    if format is Format.json:
-        _emit(to_json(rows), output)
-    elif format is Format.csv:
-        _emit(to_csv(header, ([r[h] for h in header] for r in rows)), output)
-    else:
-        _emit_table(lambda out: simple_table(
+    _report(
+        format,
+        output,
+        json=lambda: rows,
+        csv=lambda: to_csv(header, ([r[h] for h in header] for r in rows)),
+        table=lambda out: simple_table(
             "Corrections", header, ([r[h] for h in header] for r in rows), out,
-            right=["line", "run"]), output)
+            right=["line", "run"]),
+    )
 
 
 # -- replay and snapshots ---------------------------------------------------------------------
@@ -662,20 +665,24 @@ def _period_warnings(docs: list[Any]) -> None:
 def _render_periods(docs: list[Any], format: Format, output: Path | None) -> None:
     """One period renders exactly as `invoice` does; several: one table per period, one CSV
     (its `period` column tells them apart), or `{"periods": [...]}` as JSON."""
-    from .render import invoice_csv, invoice_table, to_json
+    from .render import invoice_csv, invoice_table
     from .snapshot import snapshot_json
 
     if len(docs) == 1:
         _render_invoices(docs[0], format, output)
         return
     _period_warnings(docs)
-    if format is Format.json:
-        _emit(to_json(snapshot_json(docs)), output)
-    elif format is Format.csv:
+    def csv() -> str:
         texts = [invoice_csv(d) for d in docs]
-        _emit(texts[0] + "".join(t.split("\n", 1)[1] for t in texts[1:]), output)
-    else:
-        _emit_table(lambda out: [invoice_table(d, out) for d in docs], output)
+        return texts[0] + "".join(t.split("\n", 1)[1] for t in texts[1:])
+
+    _report(
+        format,
+        output,
+        json=lambda: snapshot_json(docs),
+        csv=csv,
+        table=lambda out: [invoice_table(d, out) for d in docs],
+    )
 
 
 def _replay_report(result: Any, store: Store) -> None:

@@ -67,6 +67,45 @@ def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decima
 _Loader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
 
 
+class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's composer: ten times faster on a file of 1,000 customers."""
+
+
+_FastLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+
+
+def _compose(text: str) -> tuple[Any, yaml.Node | None]:
+    """The document's node tree, by libyaml when it takes the file without an alias; a file
+    it refuses goes through `_Loader`, so that users see the same messages and alias check."""
+    if getattr(yaml, "__with_libyaml__", False):
+        fast = _FastLoader(text)
+        try:
+            node = fast.get_single_node()
+            if not _shares_nodes(node):
+                return fast, node
+        except yaml.YAMLError:
+            pass
+        fast.dispose()
+    loader = _Loader(text)
+    return loader, loader.get_single_node()
+
+
+def _shares_nodes(node: yaml.Node | None) -> bool:
+    """An alias makes libyaml put one node in two places."""
+    seen: set[int] = set()
+    stack = [node] if node is not None else []
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            return True
+        seen.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            stack.extend(x for pair in n.value for x in pair)
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+    return False
+
+
 def _positions(node: yaml.Node) -> tuple[dict[Path_, Location], dict[Path_, Location], list]:
     """Map each path to where its value (and its key) stands; collect duplicate keys."""
     values: dict[Path_, Location] = {}
@@ -298,9 +337,9 @@ def _parse_config(text: str, source: str) -> Config:
         loc = loc or Location("", 1, 1)
         return ConfigIssue(Location(source, loc.line, loc.col), path, message)
 
-    loader = _Loader(text)
+    loader: Any = None
     try:
-        node = loader.get_single_node()
+        loader, node = _compose(text)
         if node is None:
             raise ConfigError(
                 [issue(None, "", "the file is empty; run `usagebill init` for a commented starter")]
@@ -317,7 +356,8 @@ def _parse_config(text: str, source: str) -> Config:
     except yaml.YAMLError as e:
         raise ConfigError([issue(None, "", f"not valid YAML: {e}")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
     def where(path: Path_) -> Location | None:
         for i in range(len(path), -1, -1):

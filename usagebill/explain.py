@@ -16,9 +16,10 @@ from .config import Config
 from .cycles import Month, iso
 from .errors import OptionError
 from .invoices import Invoice, Line, build_invoices, invoice_from_record
-from .meters import MeterCompiler, Sql, describe_filter, describe_meter
+from .meters import MeterCompiler, describe_filter, describe_meter
 from .money import fmt_money, fmt_number
 from .pricing import Step
+from .sql import Sql
 from .store import Store
 from .usage import select_meters
 

@@ -189,7 +189,7 @@ SELECT fi, blank,
     CASE WHEN r_void IS NOT NULL THEN 'void' WHEN r_amend IS NOT NULL THEN 'amend'
          ELSE 'event' END AS kind,
     event_id, customer_id, event_name, ts, {_given("timestamp")} AS ts_given,
-    CASE WHEN {_given("metadata")} THEN r_metadata::JSON END AS metadata,
+    CASE WHEN {_given("metadata")} THEN j.metadata END AS metadata,
     coalesce(void, amend) AS target, creason,
     problem AS reason, CASE WHEN problem IS NOT NULL THEN
         CASE WHEN strlen(l) > {sources.MAX_LINE_BYTES} THEN left(l, 65536) ELSE l END END AS raw,
@@ -232,12 +232,15 @@ MARK_SQL = f"""UPDATE _stage SET
     status = CASE WHEN d.same THEN 'duplicate' ELSE 'conflict' END,
     reason = CASE WHEN d.same THEN NULL ELSE {_CONFLICT} END
     FROM ({{matches}}) d WHERE _stage.rowid = d.rid"""
+_REPEATED = STAGED.replace(
+    "AND NOT s.blank)", "AND NOT s.blank AND s.event_id IN (SELECT event_id FROM _repeats))"
+)
 # Repeats within the batch: each compared with the first occurrence (files in name order).
 IN_BATCH = f"""SELECT b.rid, a.file, a.line, a.event_id,
         CASE WHEN a.kind = 'event' AND b.kind = 'event' THEN {SAME_EVENT}
              WHEN a.kind <> 'event' AND b.kind <> 'event' THEN {SAME_CORRECTION}
              ELSE false END AS same
-    FROM {STAGED} a JOIN {STAGED} b ON a.event_id = b.event_id AND a.rid < b.rid
+    FROM {_REPEATED} a JOIN {_REPEATED} b ON a.event_id = b.event_id AND a.rid < b.rid
     QUALIFY row_number() OVER (PARTITION BY b.rid ORDER BY a.rid) = 1"""
 # Repeats of what is stored (earlier batches of this run included: same transaction).
 STORED = f"""SELECT s.rid, e.file, e.line, e.event_id,
@@ -265,8 +268,9 @@ COUNT_SQL = """SELECT
                      AND NOT ts_given),
     count(*) FILTER (WHERE reason IS NULL AND status IS NULL AND NOT blank AND kind <> 'event')
     FROM _stage"""
-REPEATS_SQL = """SELECT count(*) - count(DISTINCT event_id) FROM _stage
-    WHERE reason IS NULL AND NOT blank"""
+# The event_ids staged more than once: only their rows are compared with each other.
+REPEATS_SQL = """CREATE OR REPLACE TEMP TABLE _repeats AS SELECT event_id FROM _stage
+    WHERE reason IS NULL AND NOT blank GROUP BY event_id HAVING count(*) > 1"""
 COUNTS = ("read", "accepted", "duplicates", "rejected", "timestamped", "corrections")
 
 # A correction is refused when its target is a correction, or already corrected by another.
@@ -404,6 +408,8 @@ def _run(
     run = store.latest_run() + 1
     result = IngestResult(run, [f.label for f in files])
     total, done = sum(f.size for f in files), 0
+    if progress:
+        progress(0, total)  # the bar shows the size from the start
     # Outside the transaction, or a rollback would drop it while Python thinks it is there.
     with contextlib.suppress(duckdb.NotImplementedException):  # registered by an earlier run
         con.create_function("usagebill_same_json", same_json, [VARCHAR, VARCHAR], BOOLEAN)
@@ -484,7 +490,8 @@ def _batch(
     with _polling(con, tick):
         _stage(store, batch, exact)
     con.execute(BASES_SQL)
-    if con.execute(REPEATS_SQL).fetchone()[0]:
+    con.execute(REPEATS_SQL)
+    if store.scalar("SELECT count(*) > 0 FROM _repeats"):
         con.execute(MARK_SQL.format(matches=IN_BATCH), [labels, labels])
     con.execute(MARK_SQL.format(matches=STORED), [labels, labels])
     _raw_of_conflicts(store, batch)

@@ -30,9 +30,9 @@ from .cycles import (
     parse_month,
 )
 from .errors import OptionError
-from .meters import Sql
 from .money import ZERO, count, fmt_money, fmt_number, round_money
 from .pricing import Priced, Step, price
+from .sql import Sql
 from .store import Store
 from .usage import Measure, measure
 

@@ -18,30 +18,10 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from .config import Clause, Group, Meter
+from .sql import Sql
 
 NUMERIC_AGGREGATIONS = {"sum", "max", "min", "last"}
 MATERIALIZE_OVER = 24  # meters in one query above which the per-property columns are stored
-
-
-@dataclass(frozen=True)
-class Sql:
-    """SQL text with its positional `?` parameters, composable with `+` and `join`."""
-
-    text: str
-    params: tuple[Any, ...] = ()
-
-    def __add__(self, other: Sql | str) -> Sql:
-        other = Sql(other) if isinstance(other, str) else other
-        return Sql(self.text + other.text, self.params + other.params)
-
-    @staticmethod
-    def join(parts: Sequence[Sql], sep: str) -> Sql:
-        return Sql(sep.join(p.text for p in parts), tuple(x for p in parts for x in p.params))
-
-
-def quote_identifier(name: str) -> str:
-    """Quote a name for SQL, doubling any `"` inside (sqlite-utils' habit)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def json_path(key: str) -> str:
@@ -73,14 +53,15 @@ class DuckDB:
     def as_decimal(self, expr: str) -> str:
         return f"TRY_CAST(({expr})::VARCHAR AS {self.decimal})"
 
-    def short_decimal(self, token: str, number: str) -> str:
-        """An integer, or a decimal of at most 15 significant digits. DuckDB's JSON reader
-        keeps integers exactly but carries fractions as doubles: a fraction shown with more
-        digits may have been rounded on the way in, so it is not counted as exact."""
+    def has_fraction(self, token: str) -> str:
+        """Whether a JSON number was written with a fraction or an exponent. DuckDB's JSON
+        reader keeps integers exactly but carries fractions as doubles, so a fraction shown
+        with more than 15 significant digits may have been rounded on the way in."""
         text = f"({token})::VARCHAR"
-        fraction = f"(contains({text}, '.') OR contains({text}, 'e') OR contains({text}, 'E'))"
-        digits = f"length(trim(replace(abs({number})::VARCHAR, '.', ''), '0'))"
-        return f"(NOT {fraction} OR {digits} <= 15)"
+        return f"(contains({text}, '.') OR contains({text}, 'e') OR contains({text}, 'E'))"
+
+    def significant_digits(self, number: str) -> str:
+        return f"length(trim(replace(abs({number})::VARCHAR, '.', ''), '0'))"
 
     def as_double(self, expr: str) -> str:
         return f"TRY_CAST(({expr})::VARCHAR AS DOUBLE)"
@@ -221,10 +202,14 @@ class MeterCompiler:
                 continue
             number = f"CASE WHEN {k.is_number} THEN "  # only JSON numbers
             cols.append(Sql(f"{number}{d.as_decimal(item)} END AS {k.number}"))
+            # Exact: an integer that fits (the reader keeps integers exactly), or a fraction
+            # the decimal holds without rounding (same double) in at most 15 significant
+            # digits. Integers, the usual case, skip the string and double work.
             cols.append(Sql(
-                f"CASE WHEN {k.number} IS NULL THEN false ELSE coalesce({k.number}::DOUBLE "
-                f"= {d.as_double(item)} AND {d.short_decimal(item, k.number)}, false) END "
-                f"AS {k.exact}"))
+                f"CASE WHEN {k.number} IS NULL THEN false "
+                f"WHEN NOT {d.has_fraction(item)} THEN true "
+                f"ELSE coalesce({k.number}::DOUBLE = {d.as_double(item)} AND "
+                f"{d.significant_digits(k.number)} <= 15, false) END AS {k.exact}"))
         # 3. Per meter: does the event count toward it (name + filter)?
         matches = []
         for i, m in enumerate(self.meters):
@@ -385,7 +370,6 @@ class MeterCompiler:
 
     def _equals(self, k: Key, value: Any) -> Sql:
         """JSON equality: 5 equals 5.0; the string "5" does not equal the number 5."""
-        d = self.d
         if value is None:
             return Sql(f"coalesce({k.type} = 'NULL', false)")
         if isinstance(value, bool):
@@ -395,9 +379,9 @@ class MeterCompiler:
             )
         if isinstance(value, (int, Decimal)):
             return Sql("coalesce(") + self._compare_number(k, "=", value) + ", false)"
-        return Sql(
-            f"coalesce({k.type} = 'VARCHAR' AND {d.string_value(k.json)} = ?, false)", (value,)
-        )
+        # json_extract writes each value canonically, as to_json writes the config's string:
+        # equal texts are equal strings, and no event pays for unescaping its value.
+        return Sql(f"coalesce({k.json}::VARCHAR = to_json(?::VARCHAR)::VARCHAR, false)", (value,))
 
 
 def _clauses(meter: Meter) -> list[Clause]:

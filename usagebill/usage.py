@@ -16,8 +16,9 @@ from typing import Any
 from .config import Config, Meter, suggest
 from .cycles import Period, iso
 from .errors import OptionError
-from .meters import SKIP_REASONS, MeterCompiler, Sql
+from .meters import SKIP_REASONS, MeterCompiler
 from .money import ZERO, fmt_number, plain
+from .sql import Sql
 from .store import Store
 
 
