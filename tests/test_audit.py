@@ -185,7 +185,7 @@ def test_an_event_is_corrected_at_most_once(tmp_path: Path, cli: Any) -> None:
         {"event_id": "fix-3", "void": "fix-1"},  # a correction of a correction: rejected
     ])
     result = run_cli(cli, "ingest", "e.jsonl", "fix.jsonl")
-    assert "2 rejected" in result.stderr and "1 duplicates" in result.stderr
+    assert "2 rejected" in result.stderr and "1 duplicate," in result.stderr
     reasons = [(r["line"], r["reason"]) for r in doc(cli, "rejects")]
     assert reasons == [
         (3, "c0 is already corrected by fix-1 (fix.jsonl:1)"),

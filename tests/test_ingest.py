@@ -431,7 +431,7 @@ def test_the_summary_line_counts_everything(tmp_path: Path, cli: Any) -> None:
     assert result.stdout == ""
     first, second = result.stderr.splitlines()
     assert first.startswith(
-        "usagebill: run 1: read 5 lines from 1 file: 2 accepted, 1 duplicates, 2 rejected, "
+        "usagebill: run 1: read 5 lines from 1 file: 2 accepted, 1 duplicate, 2 rejected, "
         "1 timestamped at ingest ("
     )
     assert second == "usagebill: rejected lines are kept: see `usagebill rejects --run 1`"

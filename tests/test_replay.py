@@ -147,7 +147,7 @@ def test_replay_reports_what_ingest_reports(cli: Any, tmp_path: Path) -> None:
     result = ok(cli("replay", str(logs), "-p", "2026-10", "-f", "json"))
     assert result.stderr.startswith(
         "usagebill: replay: read 16 lines from 3 files: 14 accepted, 0 duplicates, "
-        "2 rejected, 0 timestamped at ingest, 2 of them corrections ("
+        "2 rejected, 0 timestamped at ingest, 2 corrections among them ("
     )
     # The database goes away, so the rejected lines are shown rather than pointed to.
     assert "usagebill: 2 rejected lines are not billed:\n" in result.stderr

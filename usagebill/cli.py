@@ -278,17 +278,16 @@ def ingest(
 
 def _ingest_summary(result: Any) -> str:
     """The counts of an ingest (shared by `ingest` and `replay`)."""
-    files = len(result.files)
     parts = [
         f"{result.accepted:,} accepted",
-        f"{result.duplicates:,} duplicates",
+        count(result.duplicates, "duplicate"),
         f"{result.rejected:,} rejected",
         f"{result.timestamped:,} timestamped at ingest",
     ]
     if result.corrections:
-        parts.append(f"{result.corrections:,} of them corrections")
+        parts.append(f"{count(result.corrections, 'correction')} among them")
     return (
-        f"read {result.read:,} lines from {files} file{'s' if files != 1 else ''}"
+        f"read {count(result.read, 'line')} from {count(len(result.files), 'file')}"
         f": {', '.join(parts)} ({result.seconds:.2f} s, {result.per_second:,.0f} events/s)"
     )
 

@@ -30,7 +30,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-from duckdb.sqltypes import BOOLEAN, VARCHAR
 
 from . import sources
 from .errors import DatabaseError, DataError, InputError
@@ -212,18 +211,27 @@ STAGED = f"""(SELECT s.rowid AS rid, s.fi, {_LINE} AS line, {_FILE} AS file, s.k
     WHERE s.reason IS NULL AND s.status IS NULL AND NOT s.blank)"""
 
 # Same content (SPEC §1): customer, name, timestamp (or both stamped at ingest), metadata.
-SAME_EVENT = """(a.customer_id IS NOT DISTINCT FROM b.customer_id
+# Metadata texts that differ may still hold the same JSON (key order, 1.0 for 1): such
+# `near` pairs are rare and settled in Python by `same_json` (see `_mark`).
+SAME_FIELDS = """(a.customer_id IS NOT DISTINCT FROM b.customer_id
     AND a.event_name IS NOT DISTINCT FROM b.event_name
-    AND CASE WHEN a.ts_given AND b.ts_given THEN a.ts = b.ts ELSE a.ts_given = b.ts_given END
-    AND CASE WHEN coalesce(a.metadata::VARCHAR, '{}') = coalesce(b.metadata::VARCHAR, '{}')
-        THEN true ELSE usagebill_same_json(coalesce(a.metadata::VARCHAR, '{}'),
-                                           coalesce(b.metadata::VARCHAR, '{}')) END)"""
+    AND CASE WHEN a.ts_given AND b.ts_given THEN a.ts = b.ts ELSE a.ts_given = b.ts_given END)"""
+MD_A, MD_B = ("coalesce(a.metadata::VARCHAR, '{}')", "coalesce(b.metadata::VARCHAR, '{}')")
 SAME_CORRECTION = """(a.action = b.action AND a.target = b.target
     AND a.customer_id IS NOT DISTINCT FROM b.customer_id
     AND a.event_name IS NOT DISTINCT FROM b.event_name
     AND a.ts IS NOT DISTINCT FROM b.ts
     AND a.metadata::VARCHAR IS NOT DISTINCT FROM b.metadata::VARCHAR
     AND a.reason IS NOT DISTINCT FROM b.reason)"""
+# For a pair of rows a (first) and b (repeat): same, near (all but the metadata text), texts.
+_NEAR = (f"coalesce(a.kind = 'event' AND b.kind = 'event' AND {SAME_FIELDS} "
+         f"AND {MD_A} <> {MD_B}, false)")
+_VERDICT = f"""CASE WHEN a.kind = 'event' AND b.kind = 'event'
+        THEN {SAME_FIELDS} AND {MD_A} = {MD_B}
+        WHEN a.kind <> 'event' AND b.kind <> 'event' THEN {SAME_CORRECTION}
+        ELSE false END AS same,
+    {_NEAR} AS near,
+    CASE WHEN {_NEAR} THEN {MD_A} END AS md_a, CASE WHEN {_NEAR} THEN {MD_B} END AS md_b"""
 _CONFLICT = (
     "'conflicting duplicate of ' || d.file || ':' || d.line || ' (event_id ' "
     "|| d.event_id || ' was first sent with other content)'"
@@ -231,27 +239,22 @@ _CONFLICT = (
 MARK_SQL = f"""UPDATE _stage SET
     status = CASE WHEN d.same THEN 'duplicate' ELSE 'conflict' END,
     reason = CASE WHEN d.same THEN NULL ELSE {_CONFLICT} END
-    FROM ({{matches}}) d WHERE _stage.rowid = d.rid"""
+    FROM _matches d WHERE _stage.rowid = d.rid"""
 _REPEATED = STAGED.replace(
     "AND NOT s.blank)", "AND NOT s.blank AND s.event_id IN (SELECT event_id FROM _repeats))"
 )
 # Repeats within the batch: each compared with the first occurrence (files in name order).
-IN_BATCH = f"""SELECT b.rid, a.file, a.line, a.event_id,
-        CASE WHEN a.kind = 'event' AND b.kind = 'event' THEN {SAME_EVENT}
-             WHEN a.kind <> 'event' AND b.kind <> 'event' THEN {SAME_CORRECTION}
-             ELSE false END AS same
+IN_BATCH = f"""SELECT b.rid, a.file, a.line, a.event_id, {_VERDICT}
     FROM {_REPEATED} a JOIN {_REPEATED} b ON a.event_id = b.event_id AND a.rid < b.rid
     QUALIFY row_number() OVER (PARTITION BY b.rid ORDER BY a.rid) = 1"""
 # Repeats of what is stored (earlier batches of this run included: same transaction).
-STORED = f"""SELECT s.rid, e.file, e.line, e.event_id,
-        s.kind = 'event' AND {SAME_EVENT.replace("a.", "e.").replace("b.", "s.")} AS same
-    FROM {STAGED} s JOIN (SELECT event_id, customer_id, event_name, ts,
-        NOT ts_at_ingest AS ts_given, metadata, file, line FROM events) e
-      ON e.event_id = s.event_id
-    UNION ALL
-    SELECT s.rid, c.file, c.line, c.event_id,
-        {SAME_CORRECTION.replace("a.", "c.").replace("b.", "s.")} AS same
-    FROM {STAGED} s JOIN corrections c ON c.event_id = s.event_id"""
+STORED = f"""SELECT b.rid, a.file, a.line, a.event_id, {_VERDICT}
+    FROM {STAGED} b JOIN (SELECT event_id, customer_id, event_name, ts,
+        NOT ts_at_ingest AS ts_given, metadata, file, line, 'event' AS kind,
+        NULL AS action, NULL AS target, NULL AS reason FROM events
+        UNION ALL SELECT event_id, customer_id, event_name, ts, ts IS NOT NULL, metadata, file,
+        line, action, action, target, reason FROM corrections) a
+      ON a.event_id = b.event_id"""
 
 INSERT_EVENTS = f"""INSERT INTO events
     SELECT event_id, customer_id, event_name, coalesce(ts, ?), NOT ts_given, metadata, file,
@@ -410,9 +413,6 @@ def _run(
     total, done = sum(f.size for f in files), 0
     if progress:
         progress(0, total)  # the bar shows the size from the start
-    # Outside the transaction, or a rollback would drop it while Python thinks it is there.
-    with contextlib.suppress(duckdb.NotImplementedException):  # registered by an earlier run
-        con.create_function("usagebill_same_json", same_json, [VARCHAR, VARCHAR], BOOLEAN)
     con.execute("BEGIN")
     try:
         for batch in _batches(files, solo):
@@ -492,8 +492,8 @@ def _batch(
     con.execute(BASES_SQL)
     con.execute(REPEATS_SQL)
     if store.scalar("SELECT count(*) > 0 FROM _repeats"):
-        con.execute(MARK_SQL.format(matches=IN_BATCH), [labels, labels])
-    con.execute(MARK_SQL.format(matches=STORED), [labels, labels])
+        _mark(con, IN_BATCH, [labels, labels])
+    _mark(con, STORED, [labels])
     _raw_of_conflicts(store, batch)
     con.execute(INSERT_EVENTS, [stamp, run, labels])
     if con.execute("SELECT count(*) > 0 FROM _stage WHERE kind <> 'event'").fetchone()[0]:
@@ -570,10 +570,21 @@ def _stage(store: Store, batch: list[Source], exact: set[str]) -> None:
         )
 
 
+def _mark(con: duckdb.DuckDBPyConnection, matches: str, params: list[Any]) -> None:
+    """Mark repeats of an accepted event_id: a duplicate when the content is the same, a
+    rejected conflict when not. Pairs whose metadata differs only in its text are settled
+    by `same_json` in Python (only those few rows are fetched)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _matches AS {matches}", params)
+    near = con.execute("SELECT rid, md_a, md_b FROM _matches WHERE near").fetchall()
+    same = [rid for rid, a, b in near if same_json(a, b)]
+    if same:
+        con.execute("UPDATE _matches SET same = true WHERE rid IN (SELECT unnest(?))", [same])
+    con.execute(MARK_SQL)
+
+
 def same_json(a: str, b: str) -> bool:
     """Whether two metadata texts hold the same JSON value: key order and the spelling of a
-    number (1, 1.0, 1e0) do not make another event. SQL asks only when the texts differ, which
-    only repeats of an event_id with other text do: a rare path."""
+    number (1, 1.0, 1e0) do not make another event."""
     try:
         return _canonical(json.loads(a, parse_float=Decimal, parse_int=Decimal)) == _canonical(
             json.loads(b, parse_float=Decimal, parse_int=Decimal)
