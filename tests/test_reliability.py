@@ -253,7 +253,7 @@ def test_an_empty_file_among_others(tmp_path: Path, cli: Cli) -> None:
     (tmp_path / "c.jsonl").write_bytes(b"")
     result = ingest_cli(cli, "a.jsonl", "b.jsonl", "c.jsonl")
     assert result.exit_code == 0
-    assert "read 1 lines from 3 files: 1 accepted" in result.stderr
+    assert "read 1 line from 3 files: 1 accepted" in result.stderr
 
 
 def test_a_truncated_gzip_keeps_the_lines_before_the_cut(tmp_path: Path, cli: Cli) -> None:
