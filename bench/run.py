@@ -26,6 +26,19 @@ def _sizes(text: str) -> list[int]:
     return [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
 
 
+def _compile_bytecode() -> None:
+    """Write the .pyc files of usagebill and of the Python contenders before timing them.
+    `pip install .` writes them at install time; an editable install in an environment with
+    PYTHONDONTWRITEBYTECODE set (as CI images often have) would compile every module on
+    every run, and the table would time the compiler."""
+    import compileall
+
+    import usagebill
+
+    for package in (Path(usagebill.__file__).parent, Path(__file__).parent):
+        compileall.compile_dir(package, quiet=1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -60,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"skipping {c.label}: `pip install {c.needs}` (or the `bench` extra)", file=sys.stderr
         )
+    _compile_bytecode()
     sizes = sorted(set((args.sizes or []) + [args.events]))
     results: list[harness.SizeResult] = []
     for n in sizes:

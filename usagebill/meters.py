@@ -53,12 +53,15 @@ class DuckDB:
     def as_decimal(self, expr: str) -> str:
         return f"TRY_CAST(({expr})::VARCHAR AS {self.decimal})"
 
-    def has_fraction(self, token: str) -> str:
+    def has_fraction(self, token: str, json_type: str) -> str:
         """Whether a JSON number was written with a fraction or an exponent. DuckDB's JSON
         reader keeps integers exactly but carries fractions as doubles, so a fraction shown
-        with more than 15 significant digits may have been rounded on the way in."""
+        with more than 15 significant digits may have been rounded on the way in. Integers
+        are typed as such (only those beyond 64 bits are DOUBLE): the text is read only
+        for DOUBLEs."""
         text = f"({token})::VARCHAR"
-        return f"(contains({text}, '.') OR contains({text}, 'e') OR contains({text}, 'E'))"
+        return (f"({json_type} = 'DOUBLE' AND (contains({text}, '.') OR contains({text}, 'e') "
+                f"OR contains({text}, 'E')))")
 
     def significant_digits(self, number: str) -> str:
         return f"length(trim(replace(abs({number})::VARCHAR, '.', ''), '0'))"
@@ -78,10 +81,14 @@ class DuckDB:
     def count_if(self, cond: str) -> str:
         return f"count(CASE WHEN {cond} THEN 1 END)"
 
-    def last(self, value: str, cond: str) -> str:
-        """The value of the latest event (ties: the greatest event_id) among those `cond`
-        selects: rows whose ordering key is NULL are left out."""
-        return f"arg_max({value}, CASE WHEN {cond} THEN (ts, event_id) END)"
+    def last_order(self, cond: str) -> str:
+        """An event's place in time for `last` (ties: the greatest event_id); NULL leaves
+        the event out."""
+        return f"CASE WHEN {cond} THEN (ts, event_id) END"
+
+    def last(self, value: str, order: str) -> str:
+        """The value of the event with the greatest `last_order`."""
+        return f"arg_max({value}, {order})"
 
     def count_distinct(self, expr: str) -> str:
         return f"count(DISTINCT {expr})"
@@ -123,6 +130,7 @@ SKIP_REASONS = {
     "fraction over 15 significant digits)",
     "null": "{key!r} is null",
 }
+SKIP_CODES = {reason: n for n, reason in enumerate(SKIP_REASONS, 1)}
 
 
 @dataclass(frozen=True)
@@ -207,7 +215,7 @@ class MeterCompiler:
             # digits. Integers, the usual case, skip the string and double work.
             cols.append(Sql(
                 f"CASE WHEN {k.number} IS NULL THEN false "
-                f"WHEN NOT {d.has_fraction(item)} THEN true "
+                f"WHEN NOT {d.has_fraction(item, k.type)} THEN true "
                 f"ELSE coalesce({k.number}::DOUBLE = {d.as_double(item)} AND "
                 f"{d.significant_digits(k.number)} <= 15, false) END AS {k.exact}"))
         # 3. Per meter: does the event count toward it (name + filter)?
@@ -238,19 +246,26 @@ class MeterCompiler:
         self, source: Sql, group_by: Sequence[str], restrict: bool = False
     ) -> CompiledQuery:
         """One aggregate query: every meter for every group. With `restrict`, only events of
-        these meters' names are read (and none counts as unmetered)."""
+        these meters' names are read (and none counts as unmetered).
+
+        Each meter's inputs (its value, why an event was skipped) are made in `z`, one or two
+        narrow columns per meter, and the aggregates read only those: a unique_count makes
+        DuckDB store the aggregate's input for a second pass, and that input is small."""
         groups = ", ".join(group_by)
+        inputs: list[str] = []
         aggs = [f"{self.d.count_if('NOT metered')} AS unmetered_events"]
         layout = []
         for i, m in enumerate(self.meters):
-            agg, cols_i = self._aggregate(i, m)
+            cols_in, agg, cols_i = self._aggregate(i, m)
+            inputs += cols_in
             aggs += agg
             layout.append(cols_i)
+        z = f"SELECT {groups}, metered" + "".join(f", {c}" for c in inputs) + " FROM y"
         sql = (
             self._relations(source, group_by, restrict)
-            + f"SELECT {groups}, "
+            + f", z AS ({z}) SELECT {groups}, "
             + ", ".join(aggs)
-            + f" FROM y GROUP BY {groups} ORDER BY {groups}"
+            + f" FROM z GROUP BY {groups} ORDER BY {groups}"
         )
         return CompiledQuery(sql, tuple(group_by), tuple(layout))
 
@@ -276,19 +291,20 @@ class MeterCompiler:
         body = " UNION ALL ".join(parts) if parts else "SELECT NULL WHERE false"
         return self._relations(source, carry) + body + " ORDER BY m, ts, event_id"
 
-    def _aggregate(self, i: int, m: Meter) -> tuple[list[str], MeterColumns]:
-        """Conditional aggregates as `agg(CASE WHEN cond THEN x END)`, not `FILTER (WHERE
-        cond)`: DuckDB updates a FILTERed aggregate in a pass of its own, so with hundreds of
-        meters FILTER grew with the square of their number; CASE stays linear."""
+    def _aggregate(self, i: int, m: Meter) -> tuple[list[str], list[str], MeterColumns]:
+        """The meter's columns in `z` and its aggregates over them. Conditional aggregates
+        are `agg(CASE WHEN cond THEN x END)`, not `FILTER (WHERE cond)`: DuckDB updates a
+        FILTERed aggregate in a pass of its own, so with hundreds of meters FILTER grew with
+        the square of their number; CASE stays linear.
+
+        An event a meter matches but cannot count gets a reason code in `m{i}_why` (the
+        `SKIP_CODES`), so one small column carries every reason."""
         d, match, kind = self.d, f"m{i}_match", m.aggregation.type
-        q, e = f"m{i}_q", f"m{i}_events"
+        q, e, v, why = f"m{i}_q", f"m{i}_events", f"m{i}_v", f"m{i}_why"
         if kind == "count":
-            return [f"{d.count_if(match)} AS {q}", f"{q} AS {e}"], MeterColumns(m, q, e)
+            return [match], [f"{d.count_if(match)} AS {q}", f"{q} AS {e}"], MeterColumns(m, q, e)
         k = self.keys[m.aggregation.key or ""]
-        skips = {"missing": f"m{i}_skip_missing"}
-        out = [f"{d.count_if(f'{match} AND {k.json} IS NULL')} AS {skips['missing']}"]
         if kind == "unique_count":
-            ok = f"{match} AND {k.type} <> 'NULL'"
             # Numbers by value (5 and 5.0 are one value), exactly where they fit the decimal
             # type: 64-bit ids that doubles cannot tell apart stay distinct.
             value = (
@@ -296,33 +312,36 @@ class MeterCompiler:
                 f"THEN 'n:' || {k.number}::VARCHAR "
                 f"ELSE 'd:' || {d.as_double(k.json)}::VARCHAR END) ELSE {k.json}::VARCHAR END"
             )
-            skips["null"] = f"m{i}_skip_null"
-            null = f"{match} AND {k.type} = 'NULL'"
-            out += [
-                f"{d.count_distinct(d.when(ok, value))} AS {q}",
-                f"{d.count_if(ok)} AS {e}",
-                f"{d.count_if(null)} AS {skips['null']}",
+            counted = f"{match} AND {k.type} <> 'NULL'"
+            reasons = [("missing", f"{k.json} IS NULL"), ("null", f"{k.type} = 'NULL'")]
+            func = d.count_distinct(v)
+        else:
+            value = k.number
+            counted = f"{match} AND {k.exact}"
+            reasons = [
+                ("missing", f"{k.json} IS NULL"),
+                ("not_number", f"NOT {k.is_number}"),
+                ("not_exact", f"NOT {k.exact}"),
             ]
-            return out, MeterColumns(m, q, e, skips)
-        ok = f"{match} AND {k.exact}"
-        value = d.when(ok, k.number)
-        func = {
-            "sum": f"sum({value})",
-            "max": f"max({value})",
-            "min": f"min({value})",
-            "last": d.last(value, ok),
-        }[kind]
-        skips["not_number"] = f"m{i}_skip_not_number"
-        skips["not_exact"] = f"m{i}_skip_not_exact"
-        out += [
-            f"{func} AS {q}",
-            f"{d.count_if(ok)} AS {e}",
-            f"{d.count_if(f'{match} AND {k.json} IS NOT NULL AND NOT {k.is_number}')} "
-            f"AS {skips['not_number']}",
-            f"{d.count_if(f'{match} AND {k.is_number} AND NOT {k.exact}')} "
-            f"AS {skips['not_exact']}",
+            func = {
+                "sum": f"sum({v})",
+                "max": f"max({v})",
+                "min": f"min({v})",
+                "last": d.last(v, f"m{i}_at"),
+            }[kind]
+        whens = " ".join(f"WHEN {cond} THEN {SKIP_CODES[r]}" for r, cond in reasons)
+        inputs = [
+            f"{d.when(counted, value)} AS {v}",
+            f"CASE WHEN {match} AND NOT coalesce({counted}, false) THEN (CASE {whens} END) END "
+            f"AS {why}",
         ]
-        return out, MeterColumns(m, q, e, skips)
+        if kind == "last":
+            inputs.append(f"{d.last_order(counted)} AS m{i}_at")
+        skips = {r: f"m{i}_skip_{r}" for r, _ in reasons}
+        aggs = [f"{func} AS {q}", f"count({v}) AS {e}"] + [
+            f"{d.count_if(f'{why} = {SKIP_CODES[r]}')} AS {col}" for r, col in skips.items()
+        ]
+        return inputs, aggs, MeterColumns(m, q, e, skips)
 
     # -- filters ------------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ there is one place that quantizes money, and the rounding mode is named where it
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal, localcontext
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal
+from functools import cache
 
 ZERO = Decimal(0)
 
@@ -34,22 +35,31 @@ def minor_units(currency: str) -> int:
     return CURRENCIES[currency]
 
 
+# Context methods round with the context's mode and precision without switching the
+# thread's context: `localcontext` per number cost more than the arithmetic.
+_UP = Context(prec=80, rounding=ROUND_CEILING)
+_DOWN = Context(prec=80, rounding=ROUND_FLOOR)
+_ONE = Decimal(1)
+
+
+@cache
+def _exponent(places: int) -> Decimal:
+    return _ONE.scaleb(-places)
+
+
 def round_money(amount: Decimal, currency: str) -> Decimal:
     """Round half-up to the currency's minor unit: the only place money is quantized."""
-    with localcontext(CONTEXT):
-        return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_UP)
+    return CONTEXT.quantize(amount, _exponent(minor_units(currency)))
 
 
 def round_up(value: Decimal, places: int) -> Decimal:
     """Round towards +infinity to `places` decimals (credit consumption)."""
-    with localcontext(CONTEXT):
-        return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_CEILING)
+    return _UP.quantize(value, _exponent(places))
 
 
 def round_down(value: Decimal, places: int) -> Decimal:
     """Round towards -infinity to `places` decimals (credit rollover)."""
-    with localcontext(CONTEXT):
-        return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_FLOOR)
+    return _DOWN.quantize(value, _exponent(places))
 
 
 def fmt_money(amount: Decimal, currency: str) -> str:
@@ -58,12 +68,12 @@ def fmt_money(amount: Decimal, currency: str) -> str:
 
 
 def plain(value: Decimal | int) -> Decimal:
-    """Drop trailing zeros without going to exponent form: 1.500000000000 -> 1.5, 2500 stays."""
+    """Drop trailing zeros without going to exponent form: 1.500000000000 -> 1.5, 2500 stays.
+    In CONTEXT, not the default 28 digits: DECIMAL(38, 12) has 38."""
     value = Decimal(value)
-    with localcontext(CONTEXT):  # not the default 28 digits: DECIMAL(38, 12) has 38
-        if value == value.to_integral_value():
-            return value.quantize(Decimal(1))
-        return value.normalize()
+    if value == value.to_integral_value():
+        return CONTEXT.quantize(value, _ONE)
+    return CONTEXT.normalize(value)
 
 
 def fmt_number(value: Decimal | int) -> str:
@@ -72,8 +82,7 @@ def fmt_number(value: Decimal | int) -> str:
         return str(value)
     if value == 0:
         return "0"
-    with localcontext(CONTEXT):  # normalize() rounds to the context's precision
-        return f"{value.normalize():f}"
+    return f"{CONTEXT.normalize(value):f}"  # normalize() rounds to the context's precision
 
 
 def count(n: int, noun: str) -> str:
