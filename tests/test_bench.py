@@ -3,6 +3,7 @@ they all bill the same quantities. No timings are asserted (a test machine is to
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,22 @@ def test_hand_written_meters_match_the_config(tmp_path: Path) -> None:
     assert len(config.customers) == data.CUSTOMERS
     for product in config.products:  # every meter is priced, so invoices show every quantity
         assert {c.meter for c in product.charges} == set(METERS)
+
+
+def test_the_corrections_benchmark_corrects_one_event_in_a_hundred(tmp_path: Path) -> None:
+    """bench.corrections' input: every correction names a distinct stored event, half void
+    and half amend, and usagebill applies all of them."""
+    from bench.corrections import corrections_file
+    from usagebill.ingest import ingest
+    from usagebill.store import Store
+
+    events = data.events_file(TINY, tmp_path, log=False)
+    fixes = corrections_file(events, tmp_path)
+    lines = [json.loads(x) for x in fixes.read_text(encoding="utf-8").splitlines()]
+    targets_ = [x.get("void") or x.get("amend") for x in lines]
+    assert len(targets_) == len(set(targets_)) == TINY // 100
+    assert sum("void" in x for x in lines) == sum("amend" in x for x in lines)
+    with Store.open(tmp_path / "u.duckdb") as store:
+        ingest(store, [str(events), str(fixes)])
+        statuses = store.query("SELECT count(*) FROM corrections WHERE target_run IS NOT NULL")
+    assert statuses == [(TINY // 100,)]
