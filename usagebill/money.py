@@ -36,9 +36,11 @@ def minor_units(currency: str) -> int:
 
 
 # Context methods round with the context's mode and precision without switching the
-# thread's context: `localcontext` per number cost more than the arithmetic.
-_UP = Context(prec=80, rounding=ROUND_CEILING)
-_DOWN = Context(prec=80, rounding=ROUND_FLOOR)
+# thread's context (`localcontext` per number cost more than the arithmetic); each context
+# is named for its rounding mode.
+_HALF_UP = CONTEXT
+_CEILING = Context(prec=80, rounding=ROUND_CEILING)
+_FLOOR = Context(prec=80, rounding=ROUND_FLOOR)
 _ONE = Decimal(1)
 
 
@@ -49,17 +51,17 @@ def _exponent(places: int) -> Decimal:
 
 def round_money(amount: Decimal, currency: str) -> Decimal:
     """Round half-up to the currency's minor unit: the only place money is quantized."""
-    return CONTEXT.quantize(amount, _exponent(minor_units(currency)))
+    return _HALF_UP.quantize(amount, _exponent(minor_units(currency)))
 
 
 def round_up(value: Decimal, places: int) -> Decimal:
     """Round towards +infinity to `places` decimals (credit consumption)."""
-    return _UP.quantize(value, _exponent(places))
+    return _CEILING.quantize(value, _exponent(places))
 
 
 def round_down(value: Decimal, places: int) -> Decimal:
     """Round towards -infinity to `places` decimals (credit rollover)."""
-    return _DOWN.quantize(value, _exponent(places))
+    return _FLOOR.quantize(value, _exponent(places))
 
 
 def fmt_money(amount: Decimal, currency: str) -> str:
