@@ -6,7 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -89,6 +92,33 @@ def test_the_spec_invoice_document_exactly(spec: Path, cli: Cli) -> None:
     result = ok(cli("invoice", "--period", "2026-10", "--format", "json"))
     assert result.stdout == (DATA / "core_spec_invoice.json").read_text(encoding="utf-8")
     assert result.stderr == ""  # no warnings
+
+
+def console_script(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed `usagebill` (what a user types), with Python's output buffered as it is
+    by default: `main` ends the process with os._exit, so unflushed output would be lost."""
+    script = Path(sys.executable).parent / "usagebill"
+    exe = [str(script)] if script.exists() else [sys.executable, "-m", "usagebill"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    return subprocess.run(
+        [*exe, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_console_script_writes_every_byte_before_it_exits(spec: Path) -> None:
+    done = console_script("invoice", "--period", "2026-10", "--format", "json", cwd=spec)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (DATA / "core_spec_invoice.json").read_text(encoding="utf-8")
+    listed = console_script("rejects", cwd=spec)
+    assert listed.returncode == 0, listed.stderr
+
+
+def test_the_console_script_names_a_bad_flag_once(spec: Path) -> None:
+    done = console_script("invoice", "--no-such-flag", cwd=spec)
+    assert done.returncode == 2 and done.stdout == ""
+    first, second = done.stderr.splitlines()
+    assert first.endswith("invoice: No such option: --no-such-flag")
+    assert "usagebill: usagebill" not in first and second.startswith("Try '")
 
 
 def test_the_invoice_does_not_depend_on_the_order_of_input_files(

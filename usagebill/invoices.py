@@ -229,10 +229,9 @@ def _first_events(store: Store, customers: list[str], as_of: int | None) -> dict
     if not customers:
         return {}
     sql = Sql(
-        "SELECT customer_id, min(ts) FROM events WHERE customer_id IN ("
-        + ", ".join("?" * len(customers))
-        + ")",
-        tuple(customers),
+        "SELECT customer_id, min(ts) FROM events "
+        "WHERE customer_id IN (SELECT unnest(?::VARCHAR[]))",
+        (customers,),
     )
     if as_of is not None:
         sql = sql + Sql(" AND run <= ?", (as_of,))
@@ -429,10 +428,8 @@ def _unknown_customers(
     lo, hi = month.window(config.tz)
     known = sorted(config.customer)
     sql = Sql("SELECT customer_id, count(*) FROM (") + store.effective_events(lo, hi, as_of) + ")"
-    if known:
-        sql = sql + Sql(
-            " WHERE customer_id NOT IN (" + ", ".join("?" * len(known)) + ")", tuple(known)
-        )
+    if known:  # one list parameter: a thousand `?` took four times as long to plan
+        sql = sql + Sql(" WHERE customer_id NOT IN (SELECT unnest(?::VARCHAR[]))", (known,))
     rows = store.query(sql + " GROUP BY 1 ORDER BY 1")
     return [
         Warning(
