@@ -43,6 +43,15 @@ def write_answer(path: str | Path, rows: dict[str, dict[str, Any]]) -> None:
     Path(path).write_text(json.dumps(to_answer(rows), sort_keys=True), encoding="utf-8")
 
 
+def sql_answer(sql: str, db: str, out: str) -> None:
+    """Run a hand-written aggregation (the customer, then METERS in order) on `db`, opened
+    read-only, and write its answer to `out`."""
+    import duckdb
+
+    rows = duckdb.connect(db, read_only=True).execute(sql).fetchall()
+    write_answer(out, {r[0]: dict(zip(METERS, r[1:])) for r in rows})
+
+
 def read_answer(path: str | Path) -> Answer:
     data: Answer = json.loads(Path(path).read_text(encoding="utf-8"))
     return data

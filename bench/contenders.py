@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 
-from bench import chdb_engine, duckdb_alone, plain_python, polars_df, usagebill_cli
+from bench import chdb_engine, duckdb_alone, plain_python, polars_df, store_sql, usagebill_cli
 from bench.contender import Contender
 
 ALL: tuple[Contender, ...] = (
     usagebill_cli.CONTENDER,
     duckdb_alone.CONTENDER,
+    store_sql.CONTENDER,
     plain_python.CONTENDER,
     polars_df.CONTENDER,
     chdb_engine.CONTENDER,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bench.common import HI_TEXT, LO_TEXT, METERS, Answer, read_answer, write_answer
+from bench.common import HI_TEXT, LO_TEXT, Answer, read_answer, sql_answer
 from bench.contender import Contender, Phase
 from bench.proc import python
 
@@ -54,11 +54,7 @@ def load(events: str, db: str) -> None:
 
 
 def aggregate(db: str, out: str) -> None:
-    import duckdb
-
-    con = duckdb.connect(db, read_only=True)
-    rows = con.execute(AGGREGATE).fetchall()
-    write_answer(out, {r[0]: dict(zip(METERS, r[1:])) for r in rows})
+    sql_answer(AGGREGATE, db, out)
 
 
 def phases(events: Path, config: Path, work: Path) -> list[Phase]:

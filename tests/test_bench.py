@@ -22,7 +22,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> harness.SizeResult:
 
 
 def test_core_contenders_agree(tiny: harness.SizeResult) -> None:
-    for name in ("usagebill", "duckdb", "python"):
+    for name in ("usagebill", "duckdb", "store_sql", "python"):
         assert name in tiny.results
         assert tiny.results[name].mismatches == [], tiny.results[name].mismatches
     answer = tiny.results["duckdb"].answer
@@ -45,7 +45,11 @@ def test_each_run_is_measured(tiny: harness.SizeResult) -> None:
     text = report.table(tiny)
     assert "answers agree" in text and "usagebill" in text and "DuckDB alone" in text
     found = targets.evaluate(tiny, tiny, [], None, [0.1])
-    assert {t.name for t in found} >= {"ingest vs DuckDB read_json load", "usagebill --help"}
+    assert {t.name for t in found} >= {
+        "ingest vs DuckDB read_json load",
+        "invoice vs one raw SQL aggregation on usagebill's database",
+        "usagebill --help",
+    }
 
 
 def test_a_wrong_answer_is_caught() -> None:
