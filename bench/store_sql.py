@@ -1,5 +1,5 @@
-"""SQL on usagebill's database: `usagebill ingest`, then one hand-written SQL aggregation of the
-aggregation of the same meters over the `events` table it stored, instead of
+"""SQL on usagebill's database: `usagebill ingest`, then one hand-written SQL aggregation
+of the same meters over the `events` table it stored, instead of
 `usagebill invoice`. This is the comparison the invoice issue names: the invoice against a
 raw query of the same meters on the same database.
 
