@@ -16,7 +16,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench import contenders, data, harness, report, targets
+from bench import contenders, data, harness, report, targets, usagebill_cli
 
 RESULTS = data.BENCH / "results"
 BIG = 5_000_000  # sizes from here on run once (each run takes minutes)
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     help_s = None
     if not args.no_extras and "usagebill" in largest.results:
         if args.incremental:
-            base = largest.keep["usagebill"] / "usagebill.duckdb"
+            base = usagebill_cli.database(largest.keep["usagebill"])
             for random_ids in (False, True):
                 incs.append(
                     targets.incremental(

@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.common import HI_TEXT, LO_TEXT, Answer, read_answer, sql_answer
 from bench.contender import Contender, Phase
 from bench.proc import python
-from bench.usagebill_cli import executable
+from bench.usagebill_cli import database, ingest_phase
 
 AGGREGATE = f"""
 WITH e AS (
@@ -52,9 +52,9 @@ def aggregate(db: str, out: str) -> None:
 
 
 def phases(events: Path, config: Path, work: Path) -> list[Phase]:
-    db = str(work / "usagebill.duckdb")
+    db = str(database(work))
     return [
-        Phase("ingest", [*executable(), "ingest", "--db", db, str(events)]),
+        ingest_phase(events, work),
         Phase("aggregate", python("bench.store_sql", "aggregate", db, str(work / "a.json"))),
     ]
 

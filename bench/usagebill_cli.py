@@ -20,16 +20,21 @@ def executable() -> list[str]:
     return [found] if found else [sys.executable, "-m", "usagebill"]
 
 
+def ingest_phase(events: Path, work: Path) -> Phase:
+    """`usagebill ingest` of the events into the run's database (shared with `store_sql`)."""
+    return Phase("ingest", [*executable(), "ingest", "--db", str(database(work)), str(events)])
+
+
+def database(work: Path) -> Path:
+    """Where a run in `work` keeps its database (the incremental test starts from it)."""
+    return work / "usagebill.duckdb"
+
+
 def phases(events: Path, config: Path, work: Path) -> list[Phase]:
-    db = str(work / "usagebill.duckdb")
-    exe = executable()
+    invoice = ["invoice", "--period", PERIOD, "-c", str(config), "--db", str(database(work))]
     return [
-        Phase("ingest", [*exe, "ingest", "--db", db, str(events)]),
-        Phase(
-            "invoice",
-            [*exe, "invoice", "--period", PERIOD, "-c", str(config), "--db", db, "-f", "json"],
-            stdout=work / "invoices.json",
-        ),
+        ingest_phase(events, work),
+        Phase("invoice", [*executable(), *invoice, "-f", "json"], stdout=work / "invoices.json"),
     ]
 
 
