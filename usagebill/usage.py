@@ -22,7 +22,7 @@ from .sql import Sql
 from .store import Store
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: see pricing.Step
 class Measure:
     """One meter for one group: its quantity, the events counted, the events skipped."""
 
@@ -74,11 +74,20 @@ def measure(
 
 def _measure(
     store: Store, meters: Sequence[Meter], source: Sql, group_by: Sequence[str],
-    restrict: bool = False,
+    restrict: bool = False, reasons: bool = False,
 ) -> Measured:
-    compiled = MeterCompiler(meters).compile(source, group_by, restrict)
+    """One query; when it finds events a meter matched but could not count, a second one
+    with the reason for each (most periods skip nothing and pay for one query)."""
+    compiled = MeterCompiler(meters).compile(source, group_by, restrict, reasons)
     names, rows = store.query_named(compiled.sql)
     col = {n: i for i, n in enumerate(names)}
+    if not reasons and any(
+        row[col[mc.matched]] != row[col[mc.events]]
+        for row in rows
+        for mc in compiled.meters
+        if mc.matched
+    ):
+        return _measure(store, meters, source, group_by, restrict, reasons=True)
     n_groups = len(group_by)
     out: dict[Group, dict[str, Measure]] = {}
     unmetered: dict[Group, int] = {}
