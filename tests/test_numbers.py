@@ -152,6 +152,15 @@ def test_more_than_12_decimals_is_skipped_not_rounded(tmp_path: Path, cli: Cli) 
     assert q == "2" and skipped[0]["events"] == 2
 
 
+def test_fractions_of_up_to_14_characters_count_exactly(tmp_path: Path, cli: Cli) -> None:
+    # The exactness check takes these without the double round trip: 14 characters hold at
+    # most 12 decimals and 13 digits. One character more needs the full check (above).
+    values = ["0.123456789012", "1234567890.125", "99999.9999999", "1e-12"]
+    setup(tmp_path, cli, values, price="1")
+    q, _, skipped = usage_line(cli)
+    assert skipped == [] and Decimal(q) == sum(Decimal(v) for v in values)
+
+
 def test_a_sum_past_the_limit_is_a_clear_error(tmp_path: Path, cli: Cli) -> None:
     setup(tmp_path, cli, ["6" + "0" * 25] * 2, price="1")  # each fits; the sum does not
     for command in ("usage", "invoice"):
