@@ -240,12 +240,15 @@ MARK_SQL = f"""UPDATE _stage SET
     status = CASE WHEN d.same THEN 'duplicate' ELSE 'conflict' END,
     reason = CASE WHEN d.same THEN NULL ELSE {_CONFLICT} END
     FROM _matches d WHERE _stage.rowid = d.rid"""
-_REPEATED = STAGED.replace(
+# The rows whose event_id is staged more than once, fetched once: at 10M events the staged
+# table has spilled to disk, and reading it on both sides of the self-join took 2.7 s
+# against 1.6 s.
+REPEATED_SQL = "CREATE OR REPLACE TEMP TABLE _repeated AS " + STAGED.replace(
     "AND NOT s.blank)", "AND NOT s.blank AND s.event_id IN (SELECT event_id FROM _repeats))"
 )
 # Repeats within the batch: each compared with the first occurrence (files in name order).
 IN_BATCH = f"""SELECT b.rid, a.file, a.line, a.event_id, {_VERDICT}
-    FROM {_REPEATED} a JOIN {_REPEATED} b ON a.event_id = b.event_id AND a.rid < b.rid
+    FROM _repeated a JOIN _repeated b ON a.event_id = b.event_id AND a.rid < b.rid
     QUALIFY row_number() OVER (PARTITION BY b.rid ORDER BY a.rid) = 1"""
 # Repeats of what is stored (earlier batches of this run included: same transaction).
 STORED = f"""SELECT b.rid, a.file, a.line, a.event_id, {_VERDICT}
@@ -272,8 +275,13 @@ COUNT_SQL = """SELECT
     count(*) FILTER (WHERE reason IS NULL AND status IS NULL AND NOT blank AND kind <> 'event')
     FROM _stage"""
 # The event_ids staged more than once: only their rows are compared with each other.
-REPEATS_SQL = """CREATE OR REPLACE TEMP TABLE _repeats AS SELECT event_id FROM _stage
-    WHERE reason IS NULL AND NOT blank GROUP BY event_id HAVING count(*) > 1"""
+# Counting 64-bit hashes first keeps the big grouping
+# small (it spilled at 10M events: 1.4 s against 1.15 s); a collision only adds a candidate,
+# which the exact grouping of the few candidates then drops.
+_KEPT = "FROM _stage WHERE reason IS NULL AND NOT blank"  # not a CTE: DuckDB would store it
+REPEATS_SQL = f"""CREATE OR REPLACE TEMP TABLE _repeats AS SELECT event_id {_KEPT}
+    AND hash(event_id) IN (SELECT hash(event_id) {_KEPT} GROUP BY 1 HAVING count(*) > 1)
+    GROUP BY event_id HAVING count(*) > 1"""
 COUNTS = ("read", "accepted", "duplicates", "rejected", "timestamped", "corrections")
 
 # A correction is refused when its target is a correction, or already corrected by another.
@@ -492,7 +500,8 @@ def _batch(
     con.execute(BASES_SQL)
     con.execute(REPEATS_SQL)
     if store.scalar("SELECT count(*) > 0 FROM _repeats"):
-        _mark(con, IN_BATCH, [labels, labels])
+        con.execute(REPEATED_SQL, [labels])
+        _mark(con, IN_BATCH, [])
     _mark(con, STORED, [labels])
     _raw_of_conflicts(store, batch)
     con.execute(INSERT_EVENTS, [stamp, run, labels])
