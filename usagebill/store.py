@@ -14,13 +14,15 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from .errors import DatabaseError, DataError, UsagebillError
-from .ingest import IngestResult, Progress, ingest
 from .sql import Sql
+
+if TYPE_CHECKING:
+    from .ingest import IngestResult, Progress
 
 SCHEMA_VERSION = 2
 DEFAULT_MEMORY_LIMIT = os.environ.get("USAGEBILL_MEMORY_LIMIT", "512MB")
@@ -355,6 +357,8 @@ class Store:
         """Store events from files, directories, globs or `-` (stdin) as one run."""
         if self.read_only:  # pragma: no cover - the CLI never asks this
             raise DatabaseError("the database is open read-only")
+        from .ingest import ingest  # reports never load the ingest pipeline
+
         return ingest(self, inputs, strict=strict, progress=progress)
 
 
