@@ -277,7 +277,7 @@ def measure_plans(
     cycles = [(p.customer.id, c) for p in plans for c in p.history]
     if not cycles:
         return {}, {}
-    # Three lists, not a list of structs: DuckDB binds them a third as fast.
+    # Three lists, not a list of structs: DuckDB binds them in a third of the time.
     relation = (
         [cid for cid, _ in cycles], [c.start for _, c in cycles], [c.end for _, c in cycles]
     )
