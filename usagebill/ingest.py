@@ -275,9 +275,9 @@ COUNT_SQL = """SELECT
     count(*) FILTER (WHERE reason IS NULL AND status IS NULL AND NOT blank AND kind <> 'event')
     FROM _stage"""
 # The event_ids staged more than once: only their rows are compared with each other.
-# Counting 64-bit hashes first keeps the big grouping
-# small (it spilled at 10M events: 1.4 s against 1.15 s); a collision only adds a candidate,
-# which the exact grouping of the few candidates then drops.
+# Counting 64-bit hashes first keeps the big grouping small (it spilled at 10M events: 1.4 s
+# against 1.15 s); a collision only adds a candidate, which the exact grouping of the few
+# candidates then drops.
 _KEPT = "FROM _stage WHERE reason IS NULL AND NOT blank"  # not a CTE: DuckDB would store it
 REPEATS_SQL = f"""CREATE OR REPLACE TEMP TABLE _repeats AS SELECT event_id {_KEPT}
     AND hash(event_id) IN (SELECT hash(event_id) {_KEPT} GROUP BY 1 HAVING count(*) > 1)
