@@ -19,7 +19,7 @@ from usagebill.closing import close_period, invoice_document
 from usagebill.config import parse_config
 from usagebill.cycles import parse_month, parse_period
 from usagebill.explain import explain
-from usagebill.invoices import build_invoices
+from usagebill.invoices import build_invoices, credit_ledgers
 from usagebill.money import round_money
 from usagebill.store import SCHEMA_VERSION, Store, _m001_core
 from usagebill.usage import usage_report
@@ -285,6 +285,13 @@ def test_a_closed_cycle_keeps_its_credit_figures_for_rollover(tmp_path: Path) ->
     assert credit["kind"] == "credit" and credit["rolled_over"] == "30"
     sep = invoice_document(store, cfg, parse_month("2026-09"), customer="cus_a").to_json()
     assert sep["invoices"][0]["lines"][-1]["consumed"] == "40"  # as issued
+    # The credits ledger shows the closed cycle as issued too, up to it and past it.
+    for month in ("2026-09", "2026-10"):
+        [(_, _, entries)] = credit_ledgers(store, cfg, parse_month(month), customer="cus_a")
+        sep_entry = next(e for e in entries if str(e.cycle.month) == "2026-09")
+        assert (sep_entry.consumed, sep_entry.carried) == (40, 30)
+    assert [str(e.cycle.month) for e in entries] == ["2026-09", "2026-10"]
+    assert entries[-1].rolled_over == 30
     store.close()
 
 

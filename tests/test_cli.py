@@ -176,6 +176,16 @@ def test_output_file_holds_the_report_and_stdout_stays_empty(spec: Path, cli: Cl
     assert target.read_text() == (DATA / "core_spec_invoice.json").read_text()
 
 
+@pytest.mark.parametrize("fmt", ["table", "json", "csv"])
+@pytest.mark.parametrize("command", ["invoice", "credits", "usage"])
+def test_an_output_file_that_cannot_be_written_is_a_plain_error(
+    spec: Path, cli: Cli, command: str, fmt: str
+) -> None:
+    target = spec / "no-such-directory" / "out.txt"
+    err = fails(cli(command, "--period", "2026-10", "-f", fmt, "--output", str(target)))
+    assert err == f"usagebill: --output {target}: cannot write (No such file or directory)\n"
+
+
 def test_customer_option_on_the_cli(spec: Path, cli: Cli) -> None:
     doc = json.loads(
         ok(cli("invoice", "--period", "2026-10", "--customer", "cus_abc", "-f", "json")).stdout

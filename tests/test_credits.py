@@ -363,6 +363,39 @@ def test_history_starts_at_the_cycle_of_the_first_event(store: Store, ingest: In
     assert credit_lines(store, cfg)["cus_a/ai"]["rolled_over"] == "50"
 
 
+def test_corrected_events_start_the_history_where_they_count(
+    store: Store, ingest: Ingest
+) -> None:
+    cfg = cfg_with("{id: cus_a, product: pro}", "{id: cus_b, product: pro}")
+    ingest(
+        [
+            event("a0", "cus_a", "ai.text", "2026-09-05T00:00:00Z", tokens=1000),
+            event("a1", "cus_a", "ai.text", "2026-10-05T00:00:00Z", tokens=10000),
+            event("b0", "cus_b", "ai.text", "2026-09-05T00:00:00Z", tokens=1000),
+            event("b1", "cus_b", "ai.text", "2026-10-05T00:00:00Z", tokens=10000),
+            event("b2", "cus_b", "ai.text", "2026-10-06T00:00:00Z", tokens=1000),
+        ]
+    )
+    ingest(
+        [
+            {"event_id": "fix-a0", "void": "a0"},  # a0 counts nowhere
+            {"event_id": "fix-b0", "amend": "b0", "timestamp": "2026-10-06T00:00:00Z"},
+            {"event_id": "fix-b2", "amend": "b2", "timestamp": "2026-07-06T00:00:00Z"},
+        ]
+    )
+
+    def months(customer: str) -> list[str]:
+        ledgers = {c.id: entries for c, _, entries in credit_ledgers(store, cfg, OCT)}
+        return [str(e.cycle.month) for e in ledgers[customer]]
+
+    # cus_a: October is the first cycle; 10 credits used of 100, nothing rolled over
+    assert months("cus_a") == ["2026-10"]
+    line = credit_lines(store, cfg)["cus_a/ai"]
+    assert (line["rolled_over"], line["consumed"], line["remaining"]) == ("0", "10", "90")
+    # cus_b: b2 moved to July starts the history there (b0 moved to October)
+    assert months("cus_b") == ["2026-07", "2026-08", "2026-09", "2026-10"]
+
+
 def test_other_customers_events_do_not_start_a_history(store: Store, ingest: Ingest) -> None:
     ingest(
         [

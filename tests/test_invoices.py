@@ -247,6 +247,28 @@ def test_a_cycle_across_a_dst_change_counts_by_instant(store: Store, ingest: Ing
     assert invoices(store, c, Month(2026, 12))["invoices"][0]["lines"][0]["quantity"] == "1"
 
 
+
+def test_a_cycle_starting_at_a_midnight_that_happens_twice(store: Store, ingest: Ingest) -> None:
+    # The Azores leave summer time at 01:00 on 25 Oct 2026, back to 00:00: local midnight
+    # happens twice and the cycle starts at the first, 2026-10-25T00:00Z. It runs to
+    # 25 Nov 00:00 at UTC-1, i.e. 2026-11-25T01:00Z.
+    ingest(
+        [
+            event("before", "cus_az", "api.call", "2026-10-24T23:59:59Z"),
+            event("a1", "cus_az", "api.call", "2026-10-25T00:30:00Z"),  # 00:30, first time
+            event("a2", "cus_az", "api.call", "2026-10-25T01:30:00Z"),  # 00:30, second time
+            event("a3", "cus_az", "api.call", "2026-11-25T00:59:59Z"),  # 24 Nov, 23:59:59
+            event("after", "cus_az", "api.call", "2026-11-25T01:00:00Z"),
+        ]
+    )
+    c = cfg("{id: cus_az, product: bare, timezone: Atlantic/Azores, billing_anchor: 25}")
+    inv = invoices(store, c)["invoices"][0]
+    assert (inv["period_start"], inv["period_end"]) == (
+        "2026-10-25T00:00:00+00:00", "2026-11-25T00:00:00-01:00"
+    )
+    assert inv["lines"][0]["quantity"] == "3"  # a1, a2, a3: 3 × 0.005 = 0.015 -> 0.02
+    assert inv["total"] == "0.02"
+
 def test_anchor_31_bills_november_30_to_december_31(store: Store, ingest: Ingest) -> None:
     ingest(
         [

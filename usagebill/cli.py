@@ -8,6 +8,7 @@ are imported inside the commands so that `usagebill --help` answers at once.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 from collections.abc import Callable
@@ -183,8 +184,9 @@ def _emit_table(draw: Any, output: Path | None) -> None:
     if output is None:
         draw(console())
         return
-    with open(output, "w", encoding="utf-8") as f:
-        draw(console(f))
+    text = io.StringIO()
+    draw(console(text))
+    _emit(text.getvalue(), output)
 
 
 def _report(

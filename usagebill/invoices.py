@@ -226,15 +226,17 @@ def plan(
 
 
 def _first_events(store: Store, customers: list[str], as_of: int | None) -> dict[str, dt.datetime]:
+    """Each customer's earliest event as it counts: a voided event starts no history, an
+    amended one starts it at its corrected time."""
     if not customers:
         return {}
-    sql = Sql(
-        "SELECT customer_id, min(ts) FROM events "
-        "WHERE customer_id IN (SELECT unnest(?::VARCHAR[]))",
-        (customers,),
+    every = (dt.datetime.min.replace(tzinfo=dt.timezone.utc),
+             dt.datetime.max.replace(tzinfo=dt.timezone.utc))
+    sql = (
+        Sql("SELECT customer_id, min(ts) FROM (")
+        + store.effective_events(*every, as_of)
+        + Sql(") WHERE customer_id IN (SELECT unnest(?::VARCHAR[]))", (customers,))
     )
-    if as_of is not None:
-        sql = sql + Sql(" AND run <= ?", (as_of,))
     return {r[0]: r[1] for r in store.query(sql + " GROUP BY 1")}
 
 
@@ -297,9 +299,17 @@ def measure_plans(
         )
     )
     result = measure(store, config.meters, source, ["customer_id", "cycle_start"])
+    # Rows come back keyed by the cycle start in UTC; the plans' starts are local times. A
+    # local midnight that happens twice (a DST change at 01:00) never equals another zone's
+    # datetime (PEP 495), so the rows are keyed by the plans' own start objects.
+    starts = {(cid, c.start.astimezone(dt.timezone.utc)): c.start for cid, c in cycles}
+
+    def key(k: tuple[Any, ...]) -> tuple[str, dt.datetime]:
+        return k[0], starts[(k[0], k[1].astimezone(dt.timezone.utc))]
+
     return (
-        {(k[0], k[1]): v for k, v in result.by_group.items()},
-        {(k[0], k[1]): v for k, v in result.unmetered.items()},
+        {key(k): v for k, v in result.by_group.items()},
+        {key(k): v for k, v in result.unmetered.items()},
     )
 
 
@@ -454,12 +464,59 @@ def credit_ledgers(
     customer: str | None = None,
     as_of: int | None = None,
 ) -> list[tuple[Customer, CreditPool, list[LedgerEntry]]]:
-    """Every customer's credit pools, cycle by cycle, up to the cycle starting in `month`."""
-    plans = [
-        p
-        for p in plan(store, config, month, select_customers(config, customer), as_of)
-        if p.pools
-    ]
+    """Every customer's credit pools, cycle by cycle, up to the cycle starting in `month`.
+    A closed cycle shows the figures it was issued with (SPEC §8); the cycles after the
+    latest closed one continue from what it carried, and those before the first closed one
+    are measured as the data stands now."""
+    customers = select_customers(config, customer)
+    ledgers = _live_ledgers(store, config, month, customers, as_of)
+    closed: dict[str, dict[str, list[tuple[CreditPool, LedgerEntry]]]] = {}
+    wanted = {c.id for c in customers}
+    for cid, record in store.issued_up_to(str(month), as_of):
+        if cid in wanted:
+            for line in invoice_from_record(record).lines:
+                if line.kind == "credit" and line.credit_id and line.pool and line.entry:
+                    closed.setdefault(cid, {}).setdefault(line.credit_id, []).append(
+                        (line.pool, line.entry))
+    if not closed:
+        return ledgers
+    # The cycles before each customer's first closed one, measured now (one pass per month).
+    first: dict[Month, list[Customer]] = {}
+    for c in customers:
+        if c.id in closed:
+            start = min((e.cycle for pools in closed[c.id].values() for _, e in pools),
+                        key=lambda cycle: cycle.start)
+            first.setdefault(start.month, []).append(c)
+    earlier = {
+        (c.id, pool.id): entries
+        for m, group in first.items()
+        for c, pool, entries in _live_ledgers(store, config, m, group, as_of)
+    }
+    out = []
+    keys = [(c, pool.id) for c, pool, _ in ledgers]
+    keys += [(c, pid) for c in customers for pid in closed.get(c.id, {})
+             if (c, pid) not in keys]
+    live = {(c.id, pool.id): (pool, entries) for c, pool, entries in ledgers}
+    for c, pid in keys:
+        issued = closed.get(c.id, {}).get(pid, [])
+        pool, entries = live.get((c.id, pid), (issued[-1][0] if issued else None, []))
+        if issued:
+            first_start, last_end = issued[0][1].cycle.start, issued[-1][1].cycle.end
+            entries = (
+                [e for e in earlier.get((c.id, pid), []) if e.cycle.start < first_start]
+                + [e for _, e in issued]
+                + [e for e in entries if e.cycle.start >= last_end]
+            )
+        assert pool is not None
+        out.append((c, pool, entries))
+    return out
+
+
+def _live_ledgers(
+    store: Store, config: Config, month: Month, customers: Sequence[Customer], as_of: int | None
+) -> list[tuple[Customer, CreditPool, list[LedgerEntry]]]:
+    """The ledgers as invoices compute them: from the cycle after the latest closed one."""
+    plans = [p for p in plan(store, config, month, customers, as_of) if p.pools]
     measured, _ = measure_plans(store, config, plans, as_of)
     return [
         (p.customer, pool, pool_ledger(config, p, pool, measured))

@@ -333,6 +333,18 @@ class Store:
         rows = self.query(sql + " ORDER BY i.period_end DESC LIMIT 1", params)
         return json.loads(rows[0][0]) if rows else None
 
+    def issued_up_to(self, period: str, as_of: int | None = None) -> list[tuple[str, Any]]:
+        """(customer_id, record) of every invoice issued for a period up to `period`, oldest
+        cycle first."""
+        sql = ("SELECT i.customer_id, i.record FROM issued i JOIN closings c ON c.period = "
+               "i.period WHERE i.period <= ?")
+        params: list[Any] = [period]
+        if as_of is not None:
+            sql += " AND c.run <= ?"
+            params.append(as_of)
+        rows = self.query(sql + " ORDER BY i.customer_id, i.period_end", params)
+        return [(r[0], json.loads(r[1])) for r in rows]
+
     def write_closing(self, period: str, run: int, document: dict[str, Any],
                       records: list[tuple[str, dt.datetime, dt.datetime, dict[str, Any]]]) -> None:
         """Store a period's issued invoices, all or nothing."""
