@@ -255,6 +255,18 @@ def test_close_issues_the_invoices_and_later_events_become_adjustments(
         ("cus_a", "api_calls", "0.30")]
 
 
+def test_the_closed_period_warning_counts_each_correction_once(tmp_path: Path, cli: Any) -> None:
+    setup(tmp_path)
+    write_events(tmp_path / "e.jsonl", calls("c", 10))
+    run_cli(cli, "ingest", "e.jsonl")
+    run_cli(cli, "close", "--period", "2026-10")
+    # A void touches one event of the period; so does an amend that keeps it there.
+    write_events(tmp_path / "fix.jsonl", [{"event_id": "fix-1", "void": "c0"},
+                                          {"event_id": "fix-2", "amend": "c1", "metadata": {}}])
+    fixed = run_cli(cli, "ingest", "fix.jsonl")
+    assert "stored 2 events for closed period 2026-10" in fixed.stderr
+
+
 def test_a_price_change_after_closing_does_not_move_issued_invoices(
     tmp_path: Path, cli: Any
 ) -> None:

@@ -4,6 +4,7 @@ directories, globs, stdin, `--strict`, re-ingest, and the `rejects` listing."""
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
 from pathlib import Path
@@ -112,6 +113,16 @@ REASONS = [
     ),
 ]
 
+# Timestamps DuckDB's cast alone takes (and for +99:99 applies: four days off) but that are not
+# ISO 8601: offsets beyond 23:59, zone names, fields not written in full.
+REASONS += [
+    (
+        line({"event_id": "d", "customer_id": "c", "event_name": "n", "timestamp": ts}),
+        f'unparseable timestamp "{ts}": use ISO 8601, e.g. 2026-10-05T14:03:00Z',
+    )
+    for ts in ("2026-10-05T14:03:00+99:99", "2026-10-05T14:03:00+24:00",
+               "2026-10-05T14:03:00 Europe/Berlin", "2026-10-5T1:3:0Z")
+]
 
 def test_every_reject_reason_with_its_physical_line_number(store: Store, tmp_path: Path) -> None:
     # good, blank, bad, good, bad, blank, ... : blank lines count in the numbering
@@ -253,6 +264,69 @@ def test_repeats_across_runs(store: Store, tmp_path: Path) -> None:
         )
     ]
     assert [e for e, *_ in stored(store)] == ["e1", "e2", "e3"]
+
+
+def test_iso_8601_timestamps_in_their_usual_forms(store: Store, ingest: Any) -> None:
+    at = dt.datetime(2026, 10, 5, 14, 3, tzinfo=dt.timezone.utc)
+    forms = {
+        "2026-10-05T14:03:00Z": at,
+        "2026-10-05T16:03:00+02:00": at,
+        "2026-10-05T09:03:00-0500": at,
+        "2026-10-05T15:03:00+01": at,
+        "2026-10-05T14:03:00.250Z": at + dt.timedelta(milliseconds=250),
+        "2026-10-05 14:03:00": at,  # no offset: UTC
+        "2026-10-05T14:03": at,
+        "2026-10-05": at.replace(hour=0, minute=0),
+    }
+    result = ingest([event(f"e{i}", ts=ts) for i, ts in enumerate(forms)])
+    assert counts(result) == (8, 8, 0, 0)
+    got = dict(store.query("SELECT event_id, ts FROM events"))
+    assert [got[f"e{i}"] for i in range(len(forms))] == list(forms.values())
+
+
+def test_repeats_of_a_stored_event_are_compared_with_the_stored_version(
+    store: Store, tmp_path: Path
+) -> None:
+    first = write_events(tmp_path / "first.jsonl", [event("k1", n=1)])
+    store.ingest([str(first)])
+    # Both changed repeats conflict with the stored event (the second is not a duplicate of
+    # the first, which was rejected); the last is the stored one written otherwise.
+    later = write_events(tmp_path / "later.jsonl", [event("k1", n=2), event("k1", n=2),
+                                                    event("k1", n=1.0)])
+    assert counts(store.ingest([str(later)])) == (3, 0, 1, 2)
+    conflict = f"conflicting duplicate of {first}:1 (event_id k1 was first sent with other content)"
+    assert rejects(store) == [("later.jsonl", 1, conflict), ("later.jsonl", 2, conflict)]
+
+
+def test_a_refused_correction_is_no_first_version_for_its_repeats(
+    store: Store, ingest: Any
+) -> None:
+    result = ingest([
+        event("t1"),
+        {"event_id": "f1", "void": "t1"},
+        {"event_id": "f2", "void": "t1"},  # t1 is f1's: refused
+        {"event_id": "f2", "void": "t1"},  # refused again, not a duplicate of a refused line
+        {"event_id": "f1", "void": "t1"},  # a retry of f1: a duplicate
+    ])
+    assert counts(result) == (5, 2, 1, 2)
+    name, path = rejects(store)[0][0], store.rejects()[0]["file"]
+    refused = f"t1 is already corrected by f1 ({path}:2)"
+    assert rejects(store) == [(name, 3, refused), (name, 4, refused)]
+    # refused corrections keep their raw text like every reject
+    assert [r["raw"] for r in store.rejects()] == ['{"event_id": "f2", "void": "t1"}'] * 2
+
+
+def test_a_correction_sent_again_with_its_metadata_written_otherwise_is_a_duplicate(
+    store: Store, ingest: Any
+) -> None:
+    amend = {"event_id": "fix", "amend": "t1", "metadata": {"v": 5, "w": 1}, "reason": "m"}
+    ingest([event("t1"), amend])
+    again = [{**amend, "metadata": {"w": 1, "v": 5}}, {**amend, "metadata": {"v": 5.0, "w": 1}},
+             {**amend, "metadata": {"v": 6, "w": 1}}]
+    assert counts(ingest(again)) == (3, 0, 2, 1)
+    assert rejects(store)[0][1:] == (
+        3, f"conflicting duplicate of {store.query('SELECT file FROM corrections')[0][0]}:2 "
+        "(event_id fix was first sent with other content)")
 
 
 def test_a_rejected_line_does_not_claim_its_event_id(store: Store, ingest: Any) -> None:

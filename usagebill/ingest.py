@@ -85,6 +85,13 @@ def _id_checks(f: str, what: str) -> str:
     )
 
 
+# ISO 8601 as written in events: a date, or a date and time with an optional fraction and an
+# optional offset of at most 23:59. DuckDB's cast alone also takes time zone names and offsets
+# like +99:99 (which it applies: four days off). The usual `...T14:03:00Z` skips the regex.
+_ISO = (
+    "[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?"
+    "(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?)?"
+)
 _TS_IN_RANGE = (
     "ts >= TIMESTAMPTZ '0001-01-01 00:00:00+00' AND ts < TIMESTAMPTZ '10000-01-01 00:00:00+00'"
 )
@@ -167,7 +174,8 @@ WITH src AS (
     SELECT fi, l, j, {_RAW_COLUMNS} FROM src
 ), fields AS (
     SELECT *, {_TEXT_COLUMNS}, {_text("reason")} AS creason, {_text("timestamp")} AS ts_text,
-        CASE WHEN substr(ts_text, 5, 1) = '-' THEN TRY_CAST(ts_text AS TIMESTAMPTZ) END AS ts,
+        CASE WHEN ts_text LIKE '____-__-__T__:__:__Z' OR regexp_full_match(ts_text, '{_ISO}')
+             THEN TRY_CAST(ts_text AS TIMESTAMPTZ) END AS ts,
         CASE WHEN starts_with(l, '{{') THEN false WHEN l IS NULL THEN true
              ELSE trim(l, {_WS}) = '' END AS blank
     FROM raw
@@ -217,15 +225,19 @@ SAME_FIELDS = """(a.customer_id IS NOT DISTINCT FROM b.customer_id
     AND a.event_name IS NOT DISTINCT FROM b.event_name
     AND CASE WHEN a.ts_given AND b.ts_given THEN a.ts = b.ts ELSE a.ts_given = b.ts_given END)"""
 MD_A, MD_B = ("coalesce(a.metadata::VARCHAR, '{}')", "coalesce(b.metadata::VARCHAR, '{}')")
-SAME_CORRECTION = """(a.action = b.action AND a.target = b.target
+CORRECTION_FIELDS = """(a.action = b.action AND a.target = b.target
     AND a.customer_id IS NOT DISTINCT FROM b.customer_id
     AND a.event_name IS NOT DISTINCT FROM b.event_name
     AND a.ts IS NOT DISTINCT FROM b.ts
-    AND a.metadata::VARCHAR IS NOT DISTINCT FROM b.metadata::VARCHAR
     AND a.reason IS NOT DISTINCT FROM b.reason)"""
+SAME_CORRECTION = (f"({CORRECTION_FIELDS} "
+                   "AND a.metadata::VARCHAR IS NOT DISTINCT FROM b.metadata::VARCHAR)")
 # For a pair of rows a (first) and b (repeat): same, near (all but the metadata text), texts.
-_NEAR = (f"coalesce(a.kind = 'event' AND b.kind = 'event' AND {SAME_FIELDS} "
-         f"AND {MD_A} <> {MD_B}, false)")
+# An amend's absent metadata keeps the target's, so it is near only to another given one.
+_NEAR = f"""coalesce(CASE WHEN a.kind = 'event' AND b.kind = 'event' THEN {SAME_FIELDS}
+        WHEN a.kind <> 'event' AND b.kind <> 'event' THEN {CORRECTION_FIELDS}
+            AND a.metadata IS NOT NULL AND b.metadata IS NOT NULL END
+        AND {MD_A} <> {MD_B}, false)"""
 _VERDICT = f"""CASE WHEN a.kind = 'event' AND b.kind = 'event'
         THEN {SAME_FIELDS} AND {MD_A} = {MD_B}
         WHEN a.kind <> 'event' AND b.kind <> 'event' THEN {SAME_CORRECTION}
@@ -278,13 +290,15 @@ COUNT_SQL = """SELECT
 # Counting 64-bit hashes first keeps the big grouping small (it spilled at 10M events: 1.4 s
 # against 1.15 s); a collision only adds a candidate, which the exact grouping of the few
 # candidates then drops.
-_KEPT = "FROM _stage WHERE reason IS NULL AND NOT blank"  # not a CTE: DuckDB would store it
+_KEPT = "FROM _stage WHERE reason IS NULL AND status IS NULL AND NOT blank"  # not a CTE:
+# DuckDB would store it
 REPEATS_SQL = f"""CREATE OR REPLACE TEMP TABLE _repeats AS SELECT event_id {_KEPT}
     AND hash(event_id) IN (SELECT hash(event_id) {_KEPT} GROUP BY 1 HAVING count(*) > 1)
     GROUP BY event_id HAVING count(*) > 1"""
 COUNTS = ("read", "accepted", "duplicates", "rejected", "timestamped", "corrections")
 
-# A correction is refused when its target is a correction, or already corrected by another.
+# A correction is refused when its target is a correction, or already corrected by another
+# (stored, or the batch's first correction of it: a repeat of that one is a duplicate).
 CHECK_CORRECTIONS = f"""UPDATE _stage SET reason = d.why FROM (
     SELECT s.rid, CASE
         WHEN c.event_id IS NOT NULL THEN 'cannot correct a correction: ' || s.target
@@ -300,8 +314,10 @@ CHECK_CORRECTIONS = f"""UPDATE _stage SET reason = d.why FROM (
     LEFT JOIN corrections c ON c.event_id = s.target
     LEFT JOIN (SELECT * FROM {STAGED} WHERE kind <> 'event') p ON p.event_id = s.target
     LEFT JOIN corrections t ON t.target = s.target
-    LEFT JOIN (SELECT * FROM {STAGED} WHERE kind <> 'event') q
-      ON q.target = s.target AND q.rid < s.rid
+    LEFT JOIN (SELECT target, min(rid) AS rid, arg_min(event_id, rid) AS event_id,
+            arg_min(file, rid) AS file, arg_min(line, rid) AS line
+        FROM {STAGED} WHERE kind <> 'event' GROUP BY target) q
+      ON q.target = s.target AND q.rid < s.rid AND q.event_id <> s.event_id
     WHERE s.kind <> 'event'
     QUALIFY row_number() OVER (PARTITION BY s.rid ORDER BY q.rid NULLS FIRST) = 1) d
     WHERE _stage.rowid = d.rid AND d.why IS NOT NULL"""
@@ -322,13 +338,15 @@ RESOLVE_WAITING = """UPDATE corrections SET target_run = e.run, target_file = e.
     FROM events e
     WHERE corrections.target_run IS NULL AND e.run = ? AND e.event_id = corrections.target"""
 # Closed periods this run stored events (or corrections) for.
+# An amend can touch two periods (where its target was, where it now is); it counts once in
+# each.
 CLOSED_TOUCHED = """WITH touched AS (
-        SELECT customer_id, ts FROM events WHERE run = ?
-        UNION ALL SELECT eff_customer_id, eff_ts FROM corrections
+        SELECT event_id AS id, customer_id, ts FROM events WHERE run = ?
+        UNION ALL SELECT event_id, eff_customer_id, eff_ts FROM corrections
             WHERE run = ? AND target_run IS NOT NULL
-        UNION ALL SELECT e.customer_id, e.ts FROM corrections c
+        UNION ALL SELECT c.event_id, e.customer_id, e.ts FROM corrections c
             JOIN events e ON e.event_id = c.target WHERE c.run = ?)
-    SELECT i.period, count(*) FROM touched t JOIN issued i
+    SELECT i.period, count(DISTINCT t.id) FROM touched t JOIN issued i
       ON i.customer_id = t.customer_id AND t.ts >= i.period_start AND t.ts < i.period_end
     GROUP BY i.period ORDER BY i.period"""
 
@@ -498,15 +516,20 @@ def _batch(
     with _polling(con, tick):
         _stage(store, batch, exact)
     con.execute(BASES_SQL)
+    # Every repeat of a stored event_id is compared with the stored version; then corrections
+    # are checked; only then are the batch's own repeats compared with their first accepted
+    # occurrence (a line rejected before is no first version).
+    _mark(con, STORED, [labels])
+    corrections = store.scalar("SELECT count(*) > 0 FROM _stage WHERE kind <> 'event'")
+    if corrections:
+        con.execute(CHECK_CORRECTIONS, [labels] * 3)
     con.execute(REPEATS_SQL)
     if store.scalar("SELECT count(*) > 0 FROM _repeats"):
         con.execute(REPEATED_SQL, [labels])
         _mark(con, IN_BATCH, [])
-    _mark(con, STORED, [labels])
-    _raw_of_conflicts(store, batch)
+    _raw_of_late_rejects(store, batch)
     con.execute(INSERT_EVENTS, [stamp, run, labels])
-    if con.execute("SELECT count(*) > 0 FROM _stage WHERE kind <> 'event'").fetchone()[0]:
-        con.execute(CHECK_CORRECTIONS, [labels] * 3)
+    if corrections:
         con.execute(INSERT_CORRECTIONS, [run, labels])
     if store.scalar("SELECT count(*) > 0 FROM corrections WHERE target_run IS NULL"):
         con.execute(RESOLVE_WAITING, [run])
@@ -610,11 +633,12 @@ def _canonical(v: Any) -> Any:
     return (type(v).__name__, v)  # true is not 1, "1" is not 1
 
 
-def _raw_of_conflicts(store: Store, batch: list[Source]) -> None:
-    """Rejected conflicts keep their raw line too, read back from the file (a rare path)."""
+def _raw_of_late_rejects(store: Store, batch: list[Source]) -> None:
+    """Lines rejected after staging (conflicting duplicates, refused corrections) keep their
+    raw text too, read back from the file (a rare path)."""
     con = store.con
     rows = con.execute(f"""SELECT s.fi, {_LINE} FROM _stage s JOIN _bases b ON b.fi = s.fi
-        WHERE s.status = 'conflict'""").fetchall()
+        WHERE s.reason IS NOT NULL AND s.raw IS NULL""").fetchall()
     if not rows:
         return
     wanted: dict[int, set[int]] = {}
