@@ -124,6 +124,9 @@ def test_as_of_a_run_counts_only_what_runs_1_to_n_stored(tmp_path: Path, cli: An
     assert usage_of(cli, "--as-of", ended)[("cus_a", "api_calls")] == "3"
     bad = run_cli(cli, "usage", "--period", "2026-10", "--as-of", "7")
     assert bad.exit_code == 2 and "no such run" in bad.stderr
+    for text in ("²", "١"):  # digits to str.isdigit, not run numbers
+        bad = run_cli(cli, "usage", "--period", "2026-10", "--as-of", text)
+        assert bad.exit_code == 2 and "give a run number or an ISO timestamp" in bad.stderr
 
 
 # -- Corrections --------------------------------------------------------------------------------
@@ -265,6 +268,16 @@ def test_the_closed_period_warning_counts_each_correction_once(tmp_path: Path, c
                                           {"event_id": "fix-2", "amend": "c1", "metadata": {}}])
     fixed = run_cli(cli, "ingest", "fix.jsonl")
     assert "stored 2 events for closed period 2026-10" in fixed.stderr
+
+
+def test_close_checks_its_output_before_closing(tmp_path: Path, cli: Any) -> None:
+    setup(tmp_path)
+    write_events(tmp_path / "e.jsonl", calls("c", 10))
+    run_cli(cli, "ingest", "e.jsonl")
+    (tmp_path / "out").mkdir()
+    failed = run_cli(cli, "close", "--period", "2026-10", "--output", "out")
+    assert failed.exit_code == 2 and "--output out: cannot write" in failed.stderr
+    assert doc(cli, "invoice", "--period", "2026-10")["status"] == "draft"  # not closed
 
 
 def test_a_price_change_after_closing_does_not_move_issued_invoices(

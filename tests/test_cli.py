@@ -176,6 +176,16 @@ def test_output_file_holds_the_report_and_stdout_stays_empty(spec: Path, cli: Cl
     assert target.read_text() == (DATA / "core_spec_invoice.json").read_text()
 
 
+def test_init_into_something_that_is_not_a_writable_directory(tmp_path: Path, cli: Cli) -> None:
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "d" / "meters.yaml").mkdir(parents=True)
+    assert fails(cli("init", str(tmp_path / "afile"))) == (
+        f"usagebill: {tmp_path / 'afile'}: is a file, not a directory\n"
+        "usagebill: Give a directory: `usagebill init DIR`.\n")
+    err = fails(cli("init", str(tmp_path / "d"), "--force"))
+    assert err.startswith(f"usagebill: {tmp_path / 'd' / 'meters.yaml'}: cannot write (")
+
+
 @pytest.mark.parametrize("fmt", ["table", "json", "csv"])
 @pytest.mark.parametrize("command", ["invoice", "credits", "usage"])
 def test_an_output_file_that_cannot_be_written_is_a_plain_error(

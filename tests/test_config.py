@@ -203,6 +203,15 @@ products:
             "node expected the node content, but found '<stream end>'",
         ),
         ("", "meters.yaml:1:1: the file is empty; run `usagebill init` for a commented starter"),
+        (  # a date that does not exist: a mistake at its place, not a crash
+            "version: 1\ncustomers:\n  - {id: c1, product: p, start_date: 2026-02-30}\n",
+            "meters.yaml:3:38: '2026-02-30' is not a real date or time: write dates as 2026-09-01",
+        ),
+        (
+            "version: 1\nmeters:\n  - {id: m, event_name: \"a\x01b\"}\n",
+            "meters.yaml:3:27: not valid YAML: the control character U+0001 is not allowed; "
+            "remove it, or write it as \\x.. in a double-quoted string",
+        ),
         (
             "- 1\n",
             "meters.yaml:1:1: the config must be a mapping with version, currency, meters, ...",

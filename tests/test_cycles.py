@@ -201,6 +201,32 @@ def test_a_bad_month_is_an_option_error(text: str) -> None:
     assert "YYYY-MM" in " ".join(e.value.lines())
 
 
+@pytest.mark.parametrize("text", ["0001-01", "9999-12", "0001-12-01..0002-01-01",
+                                  "9998-12-01..9999-01-01"])
+def test_periods_stay_a_year_inside_what_dates_hold(text: str) -> None:
+    # a cycle reaches into the next month and reports look back a period: 9999-12 would
+    # need the year 10000
+    with pytest.raises(OptionError) as e:
+        parse_period(text)
+    assert e.value.lines() == [f"--period {text}: years 0002 to 9998 only"]
+    assert parse_month("0002-01") == Month(2, 1) and parse_month("9998-12") == Month(9998, 12)
+
+
+def test_an_empty_date_range_says_the_end_is_not_included() -> None:
+    with pytest.raises(OptionError) as e:
+        parse_period("2026-10-01..2026-10-01")
+    assert e.value.lines() == [
+        "--period 2026-10-01..2026-10-01: the range is empty (its end date is not included)",
+        "One day is 2026-10-01..2026-10-02."]
+
+
+def test_a_range_of_months_is_at_most_ten_years() -> None:
+    assert len(parse_months(["2026-10..2036-09"])) == 120
+    with pytest.raises(OptionError) as e:
+        parse_months(["2026-10..2036-10"])
+    assert e.value.lines()[0] == "--period 2026-10..2036-10: at most 120 months at once"
+
+
 @pytest.mark.parametrize(
     "text",
     [

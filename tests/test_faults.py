@@ -389,6 +389,38 @@ def test_a_duckdb_file_of_something_else_is_refused(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("table", "why"),
+    [
+        ("CREATE TABLE meta (k VARCHAR, v VARCHAR)", "not a usagebill database, or a damaged one"),
+        ("CREATE TABLE meta (key VARCHAR, value VARCHAR)", "this DuckDB file is not a usagebill"),
+    ],
+)
+def test_a_duckdb_file_with_a_meta_table_of_its_own_is_refused(
+    tmp_path: Path, table: str, why: str
+) -> None:
+    other = tmp_path / "other.duckdb"
+    with duckdb.connect(str(other)) as con:
+        con.execute(table)
+    (tmp_path / "e.jsonl").write_text(events_text(3))
+    for args in (["ingest", "--db", str(other), "e.jsonl"], ["runs", "--db", str(other)]):
+        code, _, err = run(*args, cwd=tmp_path)
+        assert code == 2 and err.startswith(f"usagebill: {other}: {why}"), err
+        assert len(err.splitlines()) == 2
+
+
+def test_a_damaged_database_file_is_a_plain_error(tmp_path: Path) -> None:
+    db = tmp_path / "usagebill.duckdb"
+    (tmp_path / "e.jsonl").write_text(events_text(3000))
+    assert run("ingest", "--db", str(db), "e.jsonl", cwd=tmp_path)[0] == 0
+    data = bytearray(db.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 200_000] = bytes(200_000)  # a block wiped
+    db.write_bytes(bytes(data))
+    code, _, err = run("runs", "--db", str(db), cwd=tmp_path)
+    assert code == 2 and "internal error" not in err and "damaged" in err
+    assert len(err.splitlines()) == 2
+
+
 def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
     bogus = tmp_path / "notes.duckdb"
     bogus.write_text("just some text, not a database\n" * 100)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -428,6 +429,33 @@ def test_stdin_on_the_cli(tmp_path: Path, cli: Any) -> None:
     assert json.loads(out.stdout) == [
         {"file": "<stdin>", "line": 2, "reason": "invalid JSON", "raw": "{bad"}
     ]
+
+
+def test_stdin_given_twice_is_read_once(tmp_path: Path, cli: Any) -> None:
+    # like any input given twice; reading it again found it empty and lost the events
+    result = cli("ingest", "--db", "u.duckdb", "-", "-", input=(GOOD + "\n").encode())
+    assert result.exit_code == 0, result.stderr
+    assert "read 1 line from 1 file: 1 accepted" in result.stderr
+
+
+def test_a_directory_that_cannot_be_read_is_an_error_not_a_gap(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = tmp_path / "logs"
+    (d / "sub").mkdir(parents=True)
+    write_events(d / "a.jsonl", [event("a")])
+    real_scandir = os.scandir
+
+    def scandir(path: Any) -> Any:  # as for a folder without read permission (tests run as root)
+        if isinstance(path, (str, os.PathLike)) and Path(path).name == "sub":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(InputError) as e:
+        store.ingest([str(d)])
+    assert e.value.lines() == [f"{d / 'sub'}: cannot read this directory (Permission denied)"]
+    assert stored(store) == []
 
 
 def test_gzipped_stdin_on_the_cli(tmp_path: Path, cli: Any) -> None:

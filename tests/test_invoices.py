@@ -10,7 +10,7 @@ import pytest
 
 from usagebill.config import Config
 from usagebill.cycles import Month
-from usagebill.errors import OptionError
+from usagebill.errors import ConfigError, OptionError
 from usagebill.invoices import build_invoices
 from usagebill.store import Store
 
@@ -134,6 +134,42 @@ def test_the_total_is_the_sum_of_rounded_lines(store: Store, ingest: Ingest) -> 
     inv = invoices(store, cfg("{id: cus_a, product: bare}"))["invoices"][0]
     assert [line["amount"] for line in inv["lines"]] == ["0.01", "0.01", "0.01"]
     assert inv["total"] == "0.03"
+
+
+def test_large_lines_add_up_exactly(store: Store, ingest: Ingest) -> None:
+    # Prices may have 26 digits before the point; with a 20-digit quantity a line has 46,
+    # beyond the 28 digits of Python's default decimal context.
+    c = config("""
+version: 1
+currency: USD
+meters:
+  - {id: n, event_name: use, aggregation: {type: sum, key: n}}
+  - {id: calls, event_name: use, aggregation: {type: count}}
+products:
+  - id: big
+    charges:
+      - {meter: n, unit_price: "99999999999999999999999999.01"}
+      - {meter: calls, unit_price: "0.01"}
+customers:
+  - {id: cus_a, product: big}
+""")
+    ingest([event("u", "cus_a", "use", n=10**20)])
+    inv = invoices(store, c)["invoices"][0]
+    big = "9999999999999999999999999901000000000000000000.00"  # 10^20 × 99…99.01
+    assert [line["amount"] for line in inv["lines"]] == [big, "0.01"]
+    assert inv["total"] == "9999999999999999999999999901000000000000000000.01"
+
+
+def test_prices_beyond_26_digits_are_refused_by_the_config() -> None:
+    text = """
+version: 1
+meters: [{id: m, event_name: use, aggregation: {type: count}}]
+products: [{id: p, charges: [{meter: m, unit_price: "9e999999"}]}]
+"""
+    with pytest.raises(ConfigError) as e:
+        config(text)
+    assert [i.message for i in e.value.issues] == [
+        "is too large: at most 26 digits before the decimal point"]
 
 
 @pytest.mark.parametrize(

@@ -167,9 +167,12 @@ def test_a_sum_past_the_limit_is_a_clear_error(tmp_path: Path, cli: Cli) -> None
         code, _, err = report(cli, command)
         assert code == 1
         first, hint = err.splitlines()
-        assert first.startswith("usagebill: a number is too large to compute exactly: ")
+        assert first.startswith(
+            "usagebill: a meter's value or total has more than 26 digits before the decimal "
+            "point, too large to compute exactly (")
         assert "Overflow" in first
-        assert hint == "usagebill: Check the meters' keys for values beyond 26 digits."
+        assert hint == ("usagebill: Check the meters' keys for very large values; "
+                        "`--meter ID` narrows it down.")
 
 
 @pytest.mark.parametrize(

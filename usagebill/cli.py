@@ -78,12 +78,21 @@ class App(TyperGroup):
         except Exception as e:  # a bug: say so plainly, no traceback unless asked
             if os.environ.get("USAGEBILL_DEBUG"):
                 raise
-            _err(f"internal error: {type(e).__name__}: {e}")
-            _err("This is a bug in usagebill; set USAGEBILL_DEBUG=1 to see where it happened.")
-            code = EXIT_INTERNAL
+            code = _unexpected(e)
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def _unexpected(e: Exception) -> int:
+    """A damaged database file is the user's to mend (exit 2); anything else is a bug."""
+    if "Corrupt database file" in str(e):  # DuckDB finds the damage when it reads a block
+        _err(f"the database file is damaged: {str(e).strip().splitlines()[0]}")
+        _err("Restore it from a backup, or ingest the event files into a new database.")
+        return 2
+    _err(f"internal error: {type(e).__name__}: {e}")
+    _err("This is a bug in usagebill; set USAGEBILL_DEBUG=1 to see where it happened.")
+    return EXIT_INTERNAL
 
 
 def _usage_error(e: Exception) -> int:
@@ -231,8 +240,15 @@ def init(
     target = directory / "meters.yaml"
     if target.exists() and not force:
         _fail(f"{target} already exists", "Use --force to overwrite it.")
-    directory.mkdir(parents=True, exist_ok=True)
-    target.write_text(files("usagebill").joinpath("data/meters.yaml").read_text("utf-8"), "utf-8")
+    if directory.exists() and not directory.is_dir():
+        _fail(f"{directory}: is a file, not a directory", "Give a directory: `usagebill init DIR`.")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        target.write_text(files("usagebill").joinpath("data/meters.yaml").read_text("utf-8"),
+                          "utf-8")
+    except OSError as e:
+        _fail(f"{e.filename or target}: cannot write ({e.strerror})",
+              "Give a directory you can write to: `usagebill init DIR`.")
     _err(f"wrote {target}; check it with `usagebill validate -c {target}`")
 
 
@@ -527,6 +543,8 @@ def close(
 
     cfg = _config(config)
     month = parse_month(period)
+    if output is not None:  # closing cannot be undone: find out first that the output works
+        _emit("", output)
     with _store(db, write=True) as store:
         doc = close_period(store, cfg, month)
         run = store.latest_run()

@@ -21,7 +21,7 @@ from .invoices import (
     select_customers,
     to_record,
 )
-from .money import ZERO, fmt_money
+from .money import ZERO, fmt_money, total
 from .store import Store
 
 
@@ -90,10 +90,9 @@ def adjustments(issued: list[Invoice], current: list[Invoice], currency: str) ->
             elif key[0] == "credit":
                 line["credit_id"] = key[1]
             line.update(issued=fmt_money(was, currency), current=fmt_money(is_, currency),
-                        difference=fmt_money(is_ - was, currency))
+                        difference=fmt_money(total([is_, -was]), currency))
             lines.append(line)
         if lines:
-            total = sum((Decimal(x["difference"]) for x in lines), ZERO)
-            out.append({"customer_id": cid, "lines": lines,
-                        "total_difference": fmt_money(total, currency)})
+            out.append({"customer_id": cid, "lines": lines, "total_difference": fmt_money(
+                total(Decimal(x["difference"]) for x in lines), currency)})
     return out

@@ -57,6 +57,10 @@ class DateRange:
 Period = Month | DateRange
 
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
+# Periods stay a year inside what dates can hold: cycles reach a month beyond their own, and
+# reports look back a period.
+FIRST_YEAR, LAST_YEAR = 2, 9998
+MAX_MONTHS = 120  # a range of months is billed month by month: ten years at once at most
 
 
 def parse_month(text: str) -> Month:
@@ -65,7 +69,13 @@ def parse_month(text: str) -> Month:
         raise OptionError(
             f"--period {text}: not a month", hint="Write it as YYYY-MM, e.g. --period 2026-10."
         )
+    _check_year(text, int(m.group(1)))
     return Month(int(m.group(1)), int(m.group(2)))
+
+
+def _check_year(text: str, year: int) -> None:
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise OptionError(f"--period {text}: years {FIRST_YEAR:04d} to {LAST_YEAR} only")
 
 
 def parse_period(text: str) -> Period:
@@ -80,8 +90,15 @@ def parse_period(text: str) -> Period:
             f"--period {text}: not a date range",
             hint="Write it as YYYY-MM-DD..YYYY-MM-DD (the end date is not included).",
         ) from None
-    if end <= start:
+    if end < start:
         raise OptionError(f"--period {text}: the range ends before it starts")
+    if end == start:
+        raise OptionError(
+            f"--period {text}: the range is empty (its end date is not included)",
+            hint=f"One day is {start}..{start + dt.timedelta(days=1)}.",
+        )
+    _check_year(text, start.year)
+    _check_year(text, end.year)
     return DateRange(start, end)
 
 
@@ -95,6 +112,11 @@ def parse_months(texts: list[str]) -> list[Month]:
             a, b = parse_month(first), parse_month(last)
             if b < a:
                 raise OptionError(f"--period {text}: the range ends before it starts")
+            if (b.year - a.year) * 12 + b.month - a.month >= MAX_MONTHS:
+                raise OptionError(
+                    f"--period {text}: at most {MAX_MONTHS} months at once",
+                    hint="Bill a long history in several runs.",
+                )
             while a <= b:
                 months.add(a)
                 a = a.next()

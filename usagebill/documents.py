@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import OptionError
-from .money import fmt_money, fmt_number, minor_units
+from .money import fmt_money, fmt_number, minor_units, total
 
 if TYPE_CHECKING:
     import jinja2
@@ -314,7 +314,7 @@ def documents(doc: InvoiceDocument, config: Config, ext: str = "html") -> Docume
             if a.get("customer_id") == page.customer_id
         ]
     # The grand total is the sum of the invoices' rounded totals, as the table output adds them.
-    grand = sum((inv.total for inv in doc.invoices), Decimal(0))
+    grand = total(inv.total for inv in doc.invoices)
     places = minor_units(doc.currency)
     return Documents(
         period=data["period"],

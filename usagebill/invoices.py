@@ -30,7 +30,7 @@ from .cycles import (
     parse_month,
 )
 from .errors import OptionError
-from .money import ZERO, count, fmt_money, fmt_number, round_money
+from .money import ZERO, count, fmt_money, fmt_number, round_money, total
 from .pricing import Priced, Step, price
 from .sql import Sql
 from .store import Store
@@ -92,7 +92,7 @@ class Invoice:
     @property
     def total(self) -> Decimal:
         """The sum of the rounded lines (SPEC §5)."""
-        return sum((line.amount for line in self.lines), ZERO)
+        return total(line.amount for line in self.lines)
 
     def to_json(self, currency: str) -> dict[str, Any]:
         return {

@@ -6,7 +6,8 @@ there is one place that quantizes money, and the rounding mode is named where it
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal
+from collections.abc import Iterable
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal, localcontext
 from functools import cache
 
 ZERO = Decimal(0)
@@ -47,6 +48,12 @@ _ONE = Decimal(1)
 @cache
 def _exponent(places: int) -> Decimal:
     return _ONE.scaleb(-places)
+
+
+def total(amounts: Iterable[Decimal]) -> Decimal:
+    """A sum in CONTEXT: Python's default 28 digits would round a total of large lines."""
+    with localcontext(CONTEXT):
+        return sum(amounts, ZERO)
 
 
 def round_money(amount: Decimal, currency: str) -> Decimal:

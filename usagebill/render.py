@@ -17,7 +17,7 @@ from .config import Config
 from .cycles import iso
 from .invoices import InvoiceDocument
 from .meters import describe_filter, describe_meter
-from .money import fmt_money, fmt_number, minor_units
+from .money import fmt_money, fmt_number, minor_units, total
 from .usage import UsageReport
 
 if TYPE_CHECKING:
@@ -247,7 +247,7 @@ def invoice_table(doc: InvoiceDocument, out: Console) -> None:
             Text(f"{Decimal(data['total']):,.{minor_units(cur)}f}", style="bold"),
         )
         out.print(table)
-        grand += inv.total
+        grand = total([grand, inv.total])
     n = len(doc.invoices)
     out.print(
         Text(

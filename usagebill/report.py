@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .cycles import DateRange, Month, Period
 from .documents import group_digits, long_date, render
 from .errors import OptionError
-from .money import fmt_number
+from .money import fmt_money, fmt_number, total
 
 if TYPE_CHECKING:
     from .config import Config, Meter
@@ -180,7 +180,7 @@ def build_report(
     for m in config.meters:
         kind = COMBINE[m.aggregation.type]
         customers = per_now.get(m.id, {})
-        total = combine(kind, list(customers.values()))
+        overall = combine(kind, list(customers.values()))
         prev = combine(kind, list(per_before.get(m.id, {}).values()))
         ranked = sorted(
             ((q, cid) for cid, q in customers.items() if q),
@@ -193,9 +193,9 @@ def build_report(
                 unit=m.unit or "",
                 aggregation=describe_aggregation(m),
                 combined_as=COMBINE_WORDS[kind],
-                total=group_digits(fmt_number(total)),
+                total=group_digits(fmt_number(overall)),
                 previous=group_digits(fmt_number(prev)),
-                change=change_percent(total, prev),
+                change=change_percent(overall, prev),
                 days=[
                     (d.isoformat(), fmt_number(combine(kind, per_day[m.id].get(d, []))))
                     for d in days
@@ -206,7 +206,7 @@ def build_report(
                         config.customer[cid].title if cid in config.customer else cid,
                         cid in config.customer,
                         group_digits(fmt_number(q)),
-                        _share(q, total) if kind == "sum" else "",
+                        _share(q, overall) if kind == "sum" else "",
                     )
                     for q, cid in ranked
                 ],
@@ -221,7 +221,7 @@ def build_report(
         doc = invoice_document(store, config, period, as_of=as_of)  # as `invoice` shows it
         data = doc.to_json()
         warnings = [w["message"] for w in data["warnings"]]
-        grand = sum((i.total for i in doc.invoices), Decimal(0))
+        grand = total(i.total for i in doc.invoices)
         invoices_total = group_digits(data_total(doc))
         ranked_inv = sorted(
             data["invoices"], key=lambda i: (-Decimal(i["total"]), i["customer_id"])
@@ -271,9 +271,7 @@ def build_report(
 
 def data_total(doc: Any) -> str:
     """The sum of the invoices' (rounded) totals, as money text."""
-    from .money import fmt_money
-
-    return fmt_money(sum((i.total for i in doc.invoices), Decimal(0)), doc.currency)
+    return fmt_money(total(i.total for i in doc.invoices), doc.currency)
 
 
 def describe_aggregation(m: Meter) -> str:

@@ -31,7 +31,7 @@ from .config import Config
 from .cycles import Month
 from .errors import DataError, InputError, OptionError
 from .invoices import InvoiceDocument
-from .money import ZERO, fmt_money, minor_units
+from .money import ZERO, fmt_money, minor_units, total
 from .render import canonical_json
 from .store import Store
 
@@ -382,7 +382,7 @@ class CustomerChange:
 
     @property
     def difference(self) -> Decimal:
-        return (self.new_total or ZERO) - (self.old_total or ZERO)
+        return total([self.new_total or ZERO, -(self.old_total or ZERO)])
 
 
 @dataclass(frozen=True)
@@ -395,15 +395,15 @@ class Comparison:
 
     @property
     def old_total(self) -> Decimal:
-        return sum((c.old_total or ZERO for c in self.customers), ZERO)
+        return total(c.old_total or ZERO for c in self.customers)
 
     @property
     def new_total(self) -> Decimal:
-        return sum((c.new_total or ZERO for c in self.customers), ZERO)
+        return total(c.new_total or ZERO for c in self.customers)
 
     @property
     def difference(self) -> Decimal:
-        return self.new_total - self.old_total
+        return total([self.new_total, -self.old_total])
 
     def to_json(self) -> dict[str, Any]:
         money = self.money

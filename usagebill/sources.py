@@ -60,17 +60,12 @@ def expand(inputs: list[str], workdir: str) -> list[Source]:
     found: dict[str, Source] = {}
     for item in inputs:
         if item == "-":
-            found[STDIN] = _read_stdin(workdir)
+            if STDIN not in found:  # `-` twice is stdin once, like any input given twice
+                found[STDIN] = _read_stdin(workdir)
             continue
         path = Path(item)
         if path.is_dir():
-            files = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and p.name.endswith(EVENT_SUFFIXES)
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
+            files = _event_files(path)
             if not files:
                 raise InputError(
                     f"{item}: no event files in this directory",
@@ -97,6 +92,22 @@ def expand(inputs: list[str], workdir: str) -> list[Source]:
         if not os.access(source.path, os.R_OK):
             raise InputError(f"{source.label}: permission denied")
     return sorted(found.values(), key=lambda s: s.label)
+
+
+def _event_files(directory: Path) -> list[Path]:
+    """The event files under a directory, hidden ones skipped; a folder that cannot be read
+    is an error, not a silent gap."""
+
+    def refuse(e: OSError) -> None:
+        raise InputError(f"{e.filename}: cannot read this directory ({e.strerror})")
+
+    files = []
+    for root, dirs, names in os.walk(directory, onerror=refuse):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files += [Path(root) / n for n in names
+                  if n.endswith(EVENT_SUFFIXES) and not n.startswith(".")
+                  and os.path.isfile(os.path.join(root, n))]
+    return sorted(files)
 
 
 def _read_stdin(workdir: str) -> Source:

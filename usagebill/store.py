@@ -107,7 +107,7 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     if "meta" not in tables:
         return -1 if tables else 0
     row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    return int(row[0]) if row else 0
+    return int(row[0]) if row else -1  # a `meta` table that is not ours
 
 
 class Store:
@@ -139,7 +139,13 @@ class Store:
             )
         con = _connect(name, read_only)
         try:
-            version = schema_version(con)
+            try:
+                version = schema_version(con)
+            except (duckdb.Error, ValueError) as e:  # a foreign `meta` table, a damaged file
+                raise DatabaseError(
+                    f"{name}: not a usagebill database, or a damaged one: {_first_line(e)}",
+                    hint="Pass --db with another path, or restore the file from a backup.",
+                ) from None
             if version == -1:
                 raise DatabaseError(
                     f"{name}: this DuckDB file is not a usagebill database",
@@ -197,8 +203,9 @@ class Store:
             return self.con.execute(sql, list(params)).fetchall()
         except duckdb.OutOfRangeException as e:
             raise DataError(
-                f"a number is too large to compute exactly: {_first_line(e)}",
-                hint="Check the meters' keys for values beyond 26 digits.",
+                "a meter's value or total has more than 26 digits before the decimal point, "
+                f"too large to compute exactly ({_first_line(e)[:80]}...)",
+                hint="Check the meters' keys for very large values; `--meter ID` narrows it down.",
             ) from None
         except duckdb.IOException as e:
             raise DatabaseError(f"{self.path}: {_first_line(e)}") from None
@@ -252,7 +259,7 @@ class Store:
         """`--as-of` is a run number, or an ISO timestamp: the runs that ended by then."""
         if text is None:
             return None
-        if text.strip().isdigit():
+        if text.strip().isascii() and text.strip().isdigit():  # not "²" or "١"
             run = int(text)
             if run < 1 or run > self.latest_run():
                 raise _option(
