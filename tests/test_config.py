@@ -141,6 +141,23 @@ meters:
     ]
 
 
+def test_a_filter_value_of_no_allowed_type_is_one_line() -> None:
+    out = problems("""\
+version: 1
+meters:
+  - {id: a, event_name: x, aggregation: {type: count},
+     filter: {clauses: [{key: k, operator: equals, value: [1, 2]}]}}
+  - {id: b, event_name: x, aggregation: {type: count},
+     filter: {clauses: [{key: k, operator: equals, value: 2026-10-01}]}}
+""")
+    assert out == [
+        "meters.yaml:4:59: meters[0].filter.clauses[0].value: must be text, a number, true, "
+        "false or null",
+        "meters.yaml:6:59: meters[1].filter.clauses[0].value: must be text, a number, true, "
+        'false or null: write it in quotes, e.g. "2026-10-01"',
+    ]
+
+
 def test_duplicate_ids_and_keys() -> None:
     out = problems(
         MINIMAL

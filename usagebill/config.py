@@ -404,8 +404,19 @@ def _parse_config(text: str, source: str) -> Config:
             ]
         )
     config, schema_errors, kept = _validate(data, source)
+    said: set[Path_] = set()
     for err in schema_errors:
         path = tuple(p for p in err["loc"] if p not in ("Clause", "Group"))
+        if len(path) > 1 and path[-2] == "value" and path[-1] in _VALUE_TYPES:
+            path = path[:-1]  # a filter value fits none of its types: one line, not four
+            if path not in said:
+                said.add(path)
+                value = err.get("input")
+                hint = (f': write it in quotes, e.g. "{value}"'
+                        if isinstance(value, (dt.date, dt.datetime)) else "")
+                issues.append(issue(where(path), _dotted(path),
+                                    "must be text, a number, true, false or null" + hint))
+            continue
         loc = keys.get(path) if err["type"] == "extra_forbidden" else where(path)
         issues.append(issue(loc, _dotted(path), _explain(err, path)))
     if config is not None:
@@ -423,6 +434,7 @@ def _parse_config(text: str, source: str) -> Config:
 
 
 SECTIONS = ("meters", "credits", "products", "customers")
+_VALUE_TYPES = {"bool", "int", "decimal", "str"}  # FilterValue's members, in errors
 
 
 def _validate(
