@@ -121,6 +121,12 @@ def test_the_console_script_names_a_bad_flag_once(spec: Path) -> None:
     assert "usagebill: usagebill" not in first and second.startswith("Try '")
 
 
+def test_an_option_without_its_value_names_the_command(spec: Path, cli: Cli) -> None:
+    assert fails(cli("usage", "--period")) == (
+        "usagebill usage: Option '--period' requires an argument.\n"
+        "Try 'usagebill usage --help'.\n")
+
+
 def test_the_invoice_does_not_depend_on_the_order_of_input_files(
     spec: Path, cli: Cli, tmp_path: Path
 ) -> None:

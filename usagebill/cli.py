@@ -67,7 +67,7 @@ class App(TyperGroup):
                 _err(line)
             code = e.exit_code
         except typer.TyperException as e:  # click's usage errors: bad flags, missing arguments
-            code = _usage_error(e)
+            code = _usage_error(e, self.commands, sys.argv[1:] if args is None else args)
         except typer.Abort:
             code = 1
         except KeyboardInterrupt:
@@ -95,9 +95,13 @@ def _unexpected(e: Exception) -> int:
     return EXIT_INTERNAL
 
 
-def _usage_error(e: Exception) -> int:
+def _usage_error(e: Exception, commands: Any, args: Any) -> int:
     ctx = getattr(e, "ctx", None)
-    command = ctx.command_path if ctx is not None else "usagebill"
+    if ctx is not None:
+        command = ctx.command_path
+    else:  # the option parser's errors (an option without its value) come without a context
+        given = next((a for a in args if a in commands), None)
+        command = f"usagebill {given}" if given else "usagebill"
     message = e.format_message() if hasattr(e, "format_message") else str(e)
     if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
         typer.echo(ctx.get_help(), err=True)
