@@ -359,6 +359,18 @@ def test_credits_ledger_on_the_cli(spec: Path, cli: Cli) -> None:
     assert "ai_credits" in table and "1200" in table
 
 
+def test_credits_before_any_event_run_to_this_month(tmp_path: Path, cli: Cli) -> None:
+    import datetime as dt
+
+    shutil.copy(DATA / "core_spec_example.yaml", tmp_path / "meters.yaml")
+    write_events(tmp_path / "none.jsonl", [])
+    ok(cli("ingest", "--db", str(tmp_path / "u.duckdb"), str(tmp_path / "none.jsonl")))
+    table = ok(cli("credits", "-c", str(tmp_path / "meters.yaml"),
+                   "--db", str(tmp_path / "u.duckdb"))).stdout
+    # not 1970-01: the month of the latest event, and before any, this one
+    assert f"Credit ledgers up to {dt.datetime.now(dt.timezone.utc):%Y-%m}" in table
+
+
 # -- errors and exit codes --------------------------------------------------------------------
 
 

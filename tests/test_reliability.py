@@ -590,6 +590,24 @@ def test_a_config_nested_too_deeply_fails_clearly(tmp_path: Path, cli: Cli) -> N
     assert result.exit_code == 2 and result.stderr.startswith("usagebill: meters.yaml:")
 
 
+def test_a_filter_nested_past_the_validators_depth_is_one_short_line() -> None:
+    inner = "{key: a, operator: equals, value: 1}"
+    for _ in range(300):  # groups nest to any depth the validator reaches: about 250
+        inner = "{clauses: [" + inner + "]}"
+    text = "version: 1\nmeters:\n  - {id: m, event_name: x, aggregation: {type: count},\n"
+    with pytest.raises(ConfigError) as e:
+        parse_config(text + f"     filter: {inner}}}\n", "meters.yaml")
+    assert e.value.lines() == ["meters.yaml:4:14: meters[0].filter: nests too deeply (it is "
+                               "checked to a depth of about 250 groups): flatten it"]
+
+
+def test_keys_that_are_not_text_are_named_where_they_are() -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config("version: 1\n1: x\nnull: y\n", "meters.yaml")
+    assert e.value.lines() == ["meters.yaml:2:1: key 1 is not a field name",
+                               "meters.yaml:3:1: key null is not a field name"]
+
+
 def test_a_product_that_names_itself_or_a_customer_fails_clearly() -> None:
     with pytest.raises(ConfigError) as e:
         parse_config(

@@ -502,16 +502,18 @@ def credits(
     output: OutputOpt = None,
 ) -> None:
     """Credit pool ledgers, cycle by cycle: granted, rolled over, consumed, expired, overage."""
+    import datetime as dt
+
     from .cycles import Month, parse_month
     from .invoices import credit_ledgers, ledger_json
     from .render import simple_table, to_csv
 
     cfg = _config(config)
     with _store(db) as store:
-        if period is None:
-            latest = store.scalar("SELECT max(ts) FROM events")
-            local = latest.astimezone(cfg.tz) if latest else None
-            month = Month(local.year, local.month) if local else parse_month("1970-01")
+        if period is None:  # the month of the latest event, or this month before any
+            latest = store.scalar("SELECT max(ts) FROM events") or dt.datetime.now(dt.timezone.utc)
+            local = latest.astimezone(cfg.tz)
+            month = Month(local.year, local.month)
         else:
             month = parse_month(period)
         ledgers = credit_ledgers(

@@ -417,6 +417,14 @@ def _parse_config(text: str, source: str) -> Config:
                 issues.append(issue(where(path), _dotted(path),
                                     "must be text, a number, true, false or null" + hint))
             continue
+        if err["type"] == "recursion_depth_exceeded" and "filter" in path:
+            path = path[: path.index("filter") + 1]  # not a path of hundreds of parts
+        if err["type"] == "invalid_key":  # `1: x` or `null: y`: the key as the file has it
+            spelled = ("null", "~", "None") if path[-1] == "None" else (str(path[-1]),)
+            found = [keys[k] for k in ((*path[:-1], x) for x in spelled) if k in keys]
+            issues.append(issue(found[0] if found else where(path[:-1]), _dotted(path[:-1]),
+                                f"key {spelled[0]} is not a field name"))
+            continue
         loc = keys.get(path) if err["type"] == "extra_forbidden" else where(path)
         issues.append(issue(loc, _dotted(path), _explain(err, path)))
     if config is not None:
@@ -514,6 +522,8 @@ def _explain(err: dict[str, Any], path: Path_) -> str:
         return "must not be empty"
     if kind in ("decimal_parsing", "decimal_type"):
         return f'must be a decimal number such as "0.02", not {value!r}'
+    if kind == "recursion_depth_exceeded":
+        return "nests too deeply (it is checked to a depth of about 250 groups): flatten it"
     if kind == "decimal_max_places":
         return "has more than 12 decimal places"
     if kind in ("decimal_max_digits", "decimal_whole_digits"):
