@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from usagebill.closing import close_period, invoice_document
 from usagebill.config import parse_config
 from usagebill.cycles import parse_month, parse_period
-from usagebill.explain import explain
+from usagebill.explain import explain, explain_text
 from usagebill.invoices import build_invoices, credit_ledgers
 from usagebill.money import round_money
 from usagebill.store import SCHEMA_VERSION, Store, _m001_core
@@ -323,6 +323,34 @@ def test_a_closed_cycle_keeps_its_credit_figures_for_rollover(tmp_path: Path) ->
 # -- Explain ------------------------------------------------------------------------------------
 
 
+def test_explain_numbers_volume_tiers_and_shows_the_base_price_before_rounding(
+    tmp_path: Path
+) -> None:
+    cfg = parse_config("""
+version: 1
+meters: [{id: seats, event_name: seats, aggregation: {type: max, key: n}}]
+products:
+  - id: p
+    name: Plan
+    base_price: "9.995"
+    charges:
+      - {meter: seats, model: volume, tiers: [{up_to: 5, unit_price: "7"},
+         {up_to: 10, unit_price: "6.50"}, {up_to: null, unit_price: "6"}]}
+customers: [{id: c1, product: p}]
+""")
+    store = Store.open(None)
+    write_events(tmp_path / "e.jsonl", [event("s1", "c1", "seats", "2026-10-05T00:00:00Z", n=12)])
+    store.ingest([str(tmp_path / "e.jsonl")])
+    doc = explain(store, cfg, parse_month("2026-10"), "c1")
+    base, seats = doc["lines"]
+    # 9.995 rounds half-up to 10.00; 12 seats fall in the third tier: 12 × 6 = 72
+    assert (base["exact_amount"], base["amount"]) == ("9.995", "10.00")
+    assert seats["steps"] == [{"tier": 3, "units": "12", "unit_price": "6", "flat_price": "0",
+                               "amount": "72"}]
+    assert "  tier 3: 12 × 6 = 72" in explain_text(doc)
+    store.close()
+
+
 def test_explain_shows_the_arithmetic_of_each_line(tmp_path: Path, cli: Any) -> None:
     setup(tmp_path)
     images = [event(f"i{k}", "cus_a", "image.made", f"2026-10-07T00:{k // 60:02d}:{k % 60:02d}Z")
@@ -338,8 +366,10 @@ def test_explain_shows_the_arithmetic_of_each_line(tmp_path: Path, cli: Any) -> 
         "aggregation": "count over image.made events", "filter": "none", "model": "graduated",
         "quantity": "150", "events": 150, "skipped": [], "free_units": "0",
         "billable_units": "150", "exact_amount": "11.00", "amount": "11.00",
-        "steps": [{"units": "100", "unit_price": "0.08", "flat_price": "0", "amount": "8.00"},
-                  {"units": "50", "unit_price": "0.04", "flat_price": "1.00", "amount": "3.00"}],
+        "steps": [{"tier": 1, "units": "100", "unit_price": "0.08", "flat_price": "0",
+                   "amount": "8.00"},
+                  {"tier": 2, "units": "50", "unit_price": "0.04", "flat_price": "1.00",
+                   "amount": "3.00"}],
     }]
     full = doc(cli, "explain", "--period", "2026-10", "--customer", "cus_a")
     tok = next(x for x in full["lines"] if x.get("meter_id") == "tokens")

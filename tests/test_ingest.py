@@ -317,6 +317,17 @@ def test_a_refused_correction_is_no_first_version_for_its_repeats(
     assert [r["raw"] for r in store.rejects()] == ['{"event_id": "f2", "void": "t1"}'] * 2
 
 
+def test_a_correction_of_a_correction_names_the_first_line_of_its_target(
+    store: Store, tmp_path: Path
+) -> None:
+    first = write_events(tmp_path / "a.jsonl", [event("t1"), {"event_id": "f1", "void": "t1"}])
+    write_events(tmp_path / "b.jsonl", [{"event_id": "f1", "void": "t1"}])  # a duplicate
+    write_events(tmp_path / "c.jsonl", [{"event_id": "f7", "void": "f1"}])
+    store.ingest([str(tmp_path / n) for n in ("a.jsonl", "b.jsonl", "c.jsonl")])
+    assert rejects(store) == [
+        ("c.jsonl", 1, f"cannot correct a correction: f1 is itself a correction ({first}:2)")]
+
+
 def test_a_correction_sent_again_with_its_metadata_written_otherwise_is_a_duplicate(
     store: Store, ingest: Any
 ) -> None:

@@ -154,7 +154,8 @@ version: 1
 timezone: Europe/Berlin
 meters:
   - {id: calls, name: API calls, event_name: api.call, aggregation: {type: count}, unit: calls}
-  - {id: gb, name: "<b>Data</b>", event_name: data, aggregation: {type: sum, key: gb}}
+  - {id: gb, name: '<b>Data</b>" onload="alert(2)', event_name: data,
+     aggregation: {type: sum, key: gb}}
   - {id: peak, name: Peak, event_name: api.call, aggregation: {type: max, key: ms}}
 products:
   - {id: p, name: Plan, base_price: "10.00", charges: [{meter: calls, unit_price: "1.00"}]}
@@ -194,6 +195,7 @@ def test_change_skips_unknown_customers_escaping_and_local_days(tmp_path: Path) 
     assert page.by_id["total-gb"] == "1.5"
     assert "<script>alert(1)</script>" in page.all_text and "<script" not in html
     assert "&lt;b&gt;Data&lt;/b&gt;" in html
+    assert "<b>" not in html and 'onload="alert(2)' not in html  # the chart's label too
     assert "stranger" in page.all_text and "not in the config" in page.all_text
     assert "missing" in page.all_text.lower()  # the skipped event, with its reason
     assert "1 Oct 2026 – 31 Oct 2026 · days in Europe/Berlin" in page.all_text

@@ -239,6 +239,9 @@ def test_a_missing_snapshot_is_a_usage_error(cli: Any, snapshot: tuple[Path, Pat
         ('{"period": "2026-10", ', "not.json:1:23: not a usagebill snapshot: Expecting"),
         ("[1, 2]", "not.json: not a usagebill snapshot (expected an invoice document"),
         ('{"periods": [{"period": "2026-10"}]}', "not.json: not a usagebill snapshot"),
+        ('{"period": "2026-10", "invoices": null}', "not.json: not a usagebill snapshot"),
+        ('{"period": "2026-10", "invoices": {}}', "not.json: not a usagebill snapshot"),
+        ('{"periods": []}', "not.json: not a usagebill snapshot"),
     ],
 )
 def test_a_malformed_snapshot_is_a_usage_error(
@@ -248,6 +251,13 @@ def test_a_malformed_snapshot_is_a_usage_error(
     result = ok(cli("snapshot", "check", "-p", "2026-10", "--db", "billing.duckdb", "not.json"), 2)
     assert result.stderr.startswith(f"usagebill: {message}")
     assert "usagebill: Rewrite it: usagebill snapshot write" in result.stderr
+
+
+def test_a_snapshot_path_without_a_file_name_is_a_usage_error(
+    cli: Any, snapshot: tuple[Path, Path]
+) -> None:
+    result = ok(cli("snapshot", "write", "-p", "2026-10", "--db", "billing.duckdb", ""), 2)
+    assert "cannot write the snapshot (give a file name, not a folder)" in result.stderr
 
 
 def test_a_snapshot_need_not_be_canonical_to_be_checked(
@@ -379,15 +389,31 @@ def test_differences_read_plainly() -> None:
     )
 
 
-def test_warnings_are_matched_on_their_facts_not_their_wording() -> None:
-    """The unknown-customer message names the config file: `-c ./meters.yaml` in CI must not
-    fail a snapshot written with `-c meters.yaml`. A changed event count does."""
+def test_warnings_are_matched_whole_message_included() -> None:
+    """A skipped-events warning keeps its reason only in its message ('missing property' ->
+    'is not a number'): a check must fail whenever rewriting the snapshot would change it."""
     doc = copy.deepcopy(SAMPLE)
     warning = next(w for w in doc["2026-10"]["warnings"] if w["kind"] == "unknown_customer")
-    warning["message"] = warning["message"].replace("meters.yaml.example", "./ci/meters.yaml")
-    assert diff_periods(SAMPLE, doc) == []
-    warning["events"] += 1
+    warning["message"] = warning["message"].replace("not billed", "billed")
     assert [str(d).split(":")[:2] for d in diff_periods(SAMPLE, doc)] == [
         ["2026-10 cus_unknown", " warning removed"],
         ["2026-10 cus_unknown", " warning added"],
     ]
+    doc = copy.deepcopy(SAMPLE)
+    next(w for w in doc["2026-10"]["warnings"] if w["kind"] == "unknown_customer")["events"] += 1
+    assert len(diff_periods(SAMPLE, doc)) == 2
+
+
+def test_an_id_with_a_newline_stays_on_its_line() -> None:
+    where = ("2026-10", "x\nusagebill: snap.json: matches")
+    shown = str(Difference(where, "total", "1.00", "2.00"))
+    assert "\n" not in shown and shown.startswith("2026-10 x\\nusagebill: snap.json")
+    assert str(Difference(where, note="invoice added")).count("\n") == 0
+
+
+def test_a_difference_of_large_amounts_is_exact() -> None:
+    big = "99999999999999999999999999000000000000.00"
+    assert str(Difference(("2026-10", "a"), "total", "99999999999999999999999999.00", big)) == (
+        f"2026-10 a total: expected 99999999999999999999999999.00, actual {big} "
+        "(+99999999999899999999999999000000000001.00)"
+    )

@@ -46,21 +46,25 @@ def _exact(value: Decimal) -> str:
     return f"{value:f}"
 
 
-def step_json(step: Step) -> dict[str, str]:
+def step_json(step: Step) -> dict[str, Any]:
     if step.packages is not None:
         return {"units": fmt_number(step.units), "packages": fmt_number(step.packages),
                 "package_size": fmt_number(step.package_size or 0),
                 "package_price": str(step.package_price), "amount": _exact(step.amount)}
-    return {"units": fmt_number(step.units), "unit_price": str(step.unit_price),
+    out: dict[str, Any] = {} if step.tier is None else {"tier": step.tier}  # the tier's number
+    return {**out, "units": fmt_number(step.units), "unit_price": str(step.unit_price),
             "flat_price": str(step.flat_price if step.flat_price is not None else 0),
             "amount": _exact(step.amount)}
 
 
-def _line_json(config: Config, line: Line, currency: str) -> dict[str, Any]:
+def _line_json(
+    config: Config, line: Line, currency: str, base_price: Decimal | None = None
+) -> dict[str, Any]:
     amount = fmt_money(line.amount, currency)
-    if line.kind == "base":
+    if line.kind == "base":  # the product's price as written, then rounded
+        exact = base_price if base_price is not None else line.amount
         return {"kind": "base", "description": line.description,
-                "exact_amount": _exact(line.amount), "amount": amount}
+                "exact_amount": _exact(exact), "amount": amount}
     if line.kind == "usage":
         assert line.priced and line.charge and line.measure and line.meter_id
         meter, ch, p = config.meter.get(line.meter_id), line.charge, line.priced
@@ -103,7 +107,7 @@ def explain(store: Store, config: Config, month: Month, customer: str, *,
     select_meters(config, meter)  # a clear error for an unknown --meter
     inv, issued = _invoice(store, config, month, customer, as_of)
     lines = [
-        _line_json(config, line, config.currency) for line in inv.lines
+        _line_json(config, line, config.currency, inv.product.base_price) for line in inv.lines
         if meter is None or line.meter_id == meter
     ]
     out = {
@@ -135,12 +139,12 @@ def explain_text(doc: dict[str, Any]) -> list[str]:
             if "credits" in x:
                 out.append(f"  {x['billable_units']} ÷ {x['units_per_credit']} per credit, "
                            f"rounded up = {x['credits']} {x['credit_id']} credits (no money)")
-            for n, s in enumerate(x["steps"], 1):
+            for s in x["steps"]:
                 if "packages" in s:
                     out.append(f"  {s['units']} units in packages of {s['package_size']} = "
                                f"{s['packages']} packages × {s['package_price']} = {s['amount']}")
                 else:
-                    label = f"tier {n}: " if x["model"] in ("graduated", "volume") else ""
+                    label = f"tier {s['tier']}: " if "tier" in s else ""
                     flat = f" + {s['flat_price']}" if Decimal(s["flat_price"]) else ""
                     out.append(f"  {label}{s['units']} × {s['unit_price']}{flat} = {s['amount']}")
             out += [f"  exact {x['exact_amount']} → rounded {x['amount']} {cur}", ""]

@@ -312,7 +312,8 @@ CHECK_CORRECTIONS = f"""UPDATE _stage SET reason = d.why FROM (
         END AS why
     FROM {STAGED} s
     LEFT JOIN corrections c ON c.event_id = s.target
-    LEFT JOIN (SELECT * FROM {STAGED} WHERE kind <> 'event') p ON p.event_id = s.target
+    LEFT JOIN (SELECT event_id, arg_min(file, rid) AS file, arg_min(line, rid) AS line
+        FROM {STAGED} WHERE kind <> 'event' GROUP BY event_id) p ON p.event_id = s.target
     LEFT JOIN corrections t ON t.target = s.target
     LEFT JOIN (SELECT target, min(rid) AS rid, arg_min(event_id, rid) AS event_id,
             arg_min(file, rid) AS file, arg_min(line, rid) AS line

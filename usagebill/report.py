@@ -15,6 +15,7 @@ matplotlib is the optional extra `usagebill[report]`, imported only when a repor
 from __future__ import annotations
 
 import datetime as dt
+import html
 import io
 import re
 from collections import defaultdict
@@ -361,7 +362,8 @@ def daily_chart(section: MeterSection) -> str:
     start = _SVG_START.search(svg)
     assert start is not None
     svg = svg[start.start() :]
-    return svg.replace("<svg ", f'<svg role="img" aria-label="Daily {section.title}" ', 1)
+    label = html.escape(f"Daily {section.title}", quote=True)  # a config string: data, not markup
+    return svg.replace("<svg ", f'<svg role="img" aria-label="{label}" ', 1)
 
 
 def _tick(value: float, _pos: int) -> str:
