@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from usagebill.closing import close_period, invoice_document
 from usagebill.config import parse_config
 from usagebill.cycles import parse_month, parse_period
-from usagebill.explain import explain, explain_text
+from usagebill.explain import explain, explain_events, explain_text
 from usagebill.invoices import build_invoices, credit_ledgers
 from usagebill.money import round_money
 from usagebill.store import SCHEMA_VERSION, Store, _m001_core
@@ -293,6 +293,37 @@ def test_a_price_change_after_closing_does_not_move_issued_invoices(
     assert now["invoices"] == closed["invoices"] and now["adjustments"] == []
 
 
+def test_a_meter_edited_or_removed_after_closing_makes_no_adjustment(
+    tmp_path: Path, cli: Any
+) -> None:
+    setup(tmp_path)
+    failed = [event(f"f{i}", "cus_a", "api.call", "2026-10-06T10:00:00Z", status="failed")
+              for i in range(4)]
+    write_events(tmp_path / "e.jsonl", calls("c", 10) + failed)
+    run_cli(cli, "ingest", "e.jsonl")
+    closed = doc(cli, "close", "--period", "2026-10")
+    # The filter dropped: 14 calls would count now, but nothing arrived since the close.
+    (tmp_path / "meters.yaml").write_text(CONFIG.replace(
+        ",\n     filter: {clauses: [{key: status, operator: equals, value: ok}]}}", "}"))
+    now = doc(cli, "invoice", "--period", "2026-10")
+    assert now["invoices"] == closed["invoices"] and now["adjustments"] == []
+    # A late event is measured with the meter as it was billed: only an `ok` call counts.
+    late_failed = event("late-f", "cus_a", "api.call", "2026-10-30T10:00:00Z", status="failed")
+    write_events(tmp_path / "late.jsonl", [*calls("late", 1, day=30), late_failed])
+    run_cli(cli, "ingest", "late.jsonl")
+    assert doc(cli, "invoice", "--period", "2026-10")["adjustments"][0]["lines"] == [
+        {"kind": "usage", "meter_id": "api_calls", "issued": "1.00", "current": "1.10",
+         "difference": "0.10"}]
+    # The meter and its charge removed from the config: explain still shows the issued line.
+    (tmp_path / "meters.yaml").write_text(CONFIG.replace(
+        "      - {meter: api_calls, unit_price: \"0.10\"}\n", ""))
+    lines = doc(cli, "explain", "--period", "2026-10", "--customer", "cus_a", "--events",
+                "ev.csv")["lines"]
+    assert lines[1]["meter_id"] == "api_calls" and lines[1]["filter"] == 'status equals "ok"'
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "ev.csv").read_text())))
+    assert sum(r["meter_id"] == "api_calls" for r in rows) == 11
+
+
 def test_a_closed_cycle_keeps_its_credit_figures_for_rollover(tmp_path: Path) -> None:
     cfg = parse_config(CONFIG)
     store = Store.open(None)
@@ -348,6 +379,26 @@ customers: [{id: c1, product: p}]
     assert seats["steps"] == [{"tier": 3, "units": "12", "unit_price": "6", "flat_price": "0",
                                "amount": "72"}]
     assert "  tier 3: 12 × 6 = 72" in explain_text(doc)
+    store.close()
+
+
+def test_the_events_export_shows_one_text_per_distinct_value(tmp_path: Path) -> None:
+    cfg = parse_config("""
+version: 1
+meters: [{id: users, event_name: login, aggregation: {type: unique_count, key: user}}]
+products: [{id: p, charges: [{meter: users, unit_price: "1"}]}]
+customers: [{id: c1, product: p}]
+""")
+    store = Store.open(None)
+    logins = [event(f"u{i}", "c1", "login", "2026-10-05T00:00:00Z", user=u)
+              for i, u in enumerate([5, 5.0, 50e-1, "5", "x"])]
+    write_events(tmp_path / "e.jsonl", logins)
+    store.ingest([str(tmp_path / "e.jsonl")])
+    rows = explain_events(store, cfg, parse_month("2026-10"), "c1")
+    quantity = explain(store, cfg, parse_month("2026-10"), "c1")["lines"][0]["quantity"]
+    # 5, 5.0 and 5.0 are one number; "5" and "x" are text: 3 distinct values, as counted
+    assert [r[6] for r in rows] == ["5", "5", "5", '"5"', '"x"']
+    assert quantity == "3" == str(len({r[6] for r in rows}))
     store.close()
 
 

@@ -184,7 +184,8 @@ class Clause(_Model):
 
 
 def _clause_or_group(v: Any) -> str:
-    return "Group" if isinstance(v, dict) and "clauses" in v else "Clause"
+    """Validation sees dicts, serialization sees the models."""
+    return "Group" if isinstance(v, Group) or (isinstance(v, dict) and "clauses" in v) else "Clause"
 
 
 class Group(_Model):

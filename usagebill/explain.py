@@ -12,7 +12,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from .config import Config
+from .config import Config, Meter
 from .cycles import Month, iso
 from .errors import OptionError
 from .invoices import Invoice, Line, build_invoices, invoice_from_record
@@ -58,7 +58,7 @@ def step_json(step: Step) -> dict[str, Any]:
 
 
 def _line_json(
-    config: Config, line: Line, currency: str, base_price: Decimal | None = None
+    meters: dict[str, Meter], line: Line, currency: str, base_price: Decimal | None = None
 ) -> dict[str, Any]:
     amount = fmt_money(line.amount, currency)
     if line.kind == "base":  # the product's price as written, then rounded
@@ -67,7 +67,7 @@ def _line_json(
                 "exact_amount": _exact(exact), "amount": amount}
     if line.kind == "usage":
         assert line.priced and line.charge and line.measure and line.meter_id
-        meter, ch, p = config.meter.get(line.meter_id), line.charge, line.priced
+        meter, ch, p = meters.get(line.meter_id), line.charge, line.priced
         out: dict[str, Any] = {
             "kind": "usage", "meter_id": line.meter_id, "description": line.description,
             "aggregation": describe_meter(meter) if meter else "",
@@ -107,7 +107,8 @@ def explain(store: Store, config: Config, month: Month, customer: str, *,
     select_meters(config, meter)  # a clear error for an unknown --meter
     inv, issued = _invoice(store, config, month, customer, as_of)
     lines = [
-        _line_json(config, line, config.currency, inv.product.base_price) for line in inv.lines
+        _line_json(_meters(config, inv), line, config.currency, inv.product.base_price)
+        for line in inv.lines
         if meter is None or line.meter_id == meter
     ]
     out = {
@@ -173,13 +174,20 @@ EVENTS_HEADER = ["meter_id", "event_id", "file", "line", "run", "timestamp", "va
                  "corrected_by"]
 
 
+def _meters(config: Config, inv: Invoice) -> dict[str, Meter]:
+    """The meters as the invoice was billed with (a closed one keeps its own), else the
+    config's."""
+    return {**config.meter, **inv.meters}
+
+
 def explain_events(store: Store, config: Config, month: Month, customer: str, *,
                    meter: str | None = None, as_of: int | None = None) -> list[list[Any]]:
     """The events behind each usage line, by meter, then timestamp, then event_id. A voided
     event is absent; an amended one has its amended values and the correction's event_id."""
     inv, _ = _invoice(store, config, month, customer, as_of)
-    charged = [ch.meter for ch in inv.product.charges]
-    meters = [config.meter[m] for m in charged if meter is None or m == meter]
+    defined = _meters(config, inv)
+    meters = [defined[ch.meter] for ch in inv.product.charges
+              if ch.meter in defined and (meter is None or ch.meter == meter)]
     if not meters:
         return []
     events = store.effective_events(inv.cycle.start, inv.cycle.end, as_of)
@@ -190,7 +198,10 @@ def explain_events(store: Store, config: Config, month: Month, customer: str, *,
     out = []
     for m, file, line, run, corrected_by, ts, event_id, value in rows:
         shown = value
-        if value is not None and meters[m].aggregation.type != "unique_count":
+        # Numbers as numbers (a unique_count's 5 and 5.0 are one value, so one text), other
+        # JSON values as their text.
+        if value is not None and (meters[m].aggregation.type != "unique_count"
+                                  or value[:1] == "-" or value[:1].isdigit()):
             shown = fmt_number(Decimal(value))
         out.append([meters[m].id, event_id, file, line, run,
                     ts.astimezone(dt.timezone.utc).isoformat(), shown, corrected_by or ""])

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .config import Charge, Config, CreditPool, Customer, Product, suggest
+from .config import Charge, Config, CreditPool, Customer, Meter, Product, suggest
 from .credits import LedgerEntry, ledger
 from .cycles import (
     Cycle,
@@ -88,6 +88,9 @@ class Invoice:
     product: Product
     cycle: Cycle
     lines: list[Line]
+    # The definitions of the meters its product charges, as billed: a closed period is
+    # re-measured with these, so editing a meter later makes no adjustment.
+    meters: dict[str, Meter] = field(default_factory=dict)
 
     @property
     def total(self) -> Decimal:
@@ -154,6 +157,7 @@ class Plan:
     history: list[Cycle]  # oldest first, ending with `cycle`
     pools: dict[str, CreditPool] = field(default_factory=dict)  # the pools its product draws on
     openings: dict[str, Decimal] = field(default_factory=dict)  # pool -> rolled into history[0]
+    meters: dict[str, Meter] = field(default_factory=dict)  # charged meter id -> definition
 
 
 def select_customers(config: Config, customer: str | None) -> list[Customer]:
@@ -189,7 +193,9 @@ def plan(
         if frozen is not None:
             pools = {x.credit_id: x.pool for x in frozen.lines
                      if x.kind == "credit" and x.credit_id and x.pool}
-            plans.append(Plan(c, frozen.product, frozen.cycle, [frozen.cycle], pools))
+            meters = frozen.meters or _charged_meters(config, frozen.product)  # older records
+            plans.append(Plan(c, frozen.product, frozen.cycle, [frozen.cycle], pools,
+                              meters=meters))
             continue
         tz = config.customer_timezone(c)
         cycle = cycle_for(month, c.billing_anchor, tz)
@@ -197,7 +203,9 @@ def plan(
             continue  # no invoice for cycles that end on or before the start date
         product = config.product[c.product]
         pools = {pool.id: pool for pool in pools_of(config, product)}
-        plans.append(Plan(c, product, cycle, [cycle], pools))
+        plans.append(
+            Plan(c, product, cycle, [cycle], pools, meters=_charged_meters(config, product))
+        )
     pooled = [p for p in plans if p.pools]
     firsts = _first_events(
         store, [p.customer.id for p in pooled if not p.customer.start_date], as_of
@@ -223,6 +231,10 @@ def plan(
         p.openings = {line.credit_id: line.entry.carried for line in issued.lines
                       if line.kind == "credit" and line.credit_id and line.entry}
     return plans
+
+
+def _charged_meters(config: Config, product: Product) -> dict[str, Meter]:
+    return {ch.meter: config.meter[ch.meter] for ch in product.charges if ch.meter in config.meter}
 
 
 def _first_events(store: Store, customers: list[str], as_of: int | None) -> dict[str, dt.datetime]:
@@ -298,7 +310,21 @@ def measure_plans(
             relation,
         )
     )
-    result = measure(store, config.meters, source, ["customer_id", "cycle_start"])
+    # The config's meters, and where a closed cycle's plan bills a meter as it was defined
+    # then, that definition too, under an alias the plan's rows are read back by.
+    meters, aliases = list(config.meters), {}
+    renames: list[dict[str, str]] = []
+    for p in plans:
+        rename = {}
+        for mid, m in p.meters.items():
+            if config.meter.get(mid) != m:
+                key = m.model_dump_json()
+                if key not in aliases:
+                    aliases[key] = f"{mid}~{len(aliases)}"
+                    meters.append(m.model_copy(update={"id": aliases[key]}))
+                rename[mid] = aliases[key]
+        renames.append(rename)
+    result = measure(store, meters, source, ["customer_id", "cycle_start"])
     # Rows come back keyed by the cycle start in UTC; the plans' starts are local times. A
     # local midnight that happens twice (a DST change at 01:00) never equals another zone's
     # datetime (PEP 495), so the rows are keyed by the plans' own start objects.
@@ -307,10 +333,12 @@ def measure_plans(
     def key(k: tuple[Any, ...]) -> tuple[str, dt.datetime]:
         return k[0], starts[(k[0], k[1].astimezone(dt.timezone.utc))]
 
-    return (
-        {key(k): v for k, v in result.by_group.items()},
-        {key(k): v for k, v in result.unmetered.items()},
-    )
+    by_group = {key(k): v for k, v in result.by_group.items()}
+    for p, rename in zip(plans, renames):
+        for c in p.history if rename else ():
+            if (got := by_group.get((p.customer.id, c.start))) is not None:
+                got.update({mid: got[alias] for mid, alias in rename.items()})
+    return by_group, {key(k): v for k, v in result.unmetered.items()}
 
 
 def pool_ledger(config: Config, p: Plan, pool: CreditPool, measured: Measured) -> list[LedgerEntry]:
@@ -342,7 +370,7 @@ def _invoice(
         got = now.get(ch.meter, Measure())
         pool = p.pools.get(ch.credit) if ch.credit else None
         priced = price(ch, got.quantity, pool)
-        meter = config.meter.get(ch.meter)
+        meter = p.meters.get(ch.meter)
         lines.append(
             Line(
                 "usage",
@@ -376,7 +404,7 @@ def _invoice(
                     p.customer.id,
                 )
             )
-    return Invoice(p.customer, product, p.cycle, lines)
+    return Invoice(p.customer, product, p.cycle, lines, p.meters)
 
 
 def _cycle_warnings(
@@ -559,6 +587,8 @@ def to_record(value: Any) -> Any:
     """An invoice (or any part of one) as plain JSON data: decimals as exact text."""
     if isinstance(value, Decimal):
         return str(value)
+    if isinstance(value, Meter):
+        return _meter_record(value)
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, Cycle):
@@ -613,4 +643,29 @@ def _line(data: dict[str, Any]) -> Line:
 def invoice_from_record(data: dict[str, Any]) -> Invoice:
     return Invoice(Customer.model_validate(data["customer"]),
                    Product.model_validate(data["product"]), _cycle(data["cycle"]),
-                   [_line(x) for x in data["lines"]])
+                   [_line(x) for x in data["lines"]],
+                   {k: _meter(v) for k, v in (data.get("meters") or {}).items()})
+
+
+def _meter_record(meter: Meter) -> dict[str, Any]:
+    """A meter as JSON. A filter value that is a decimal is written {"decimal": "5.5"}: as a
+    plain string it would read back as text, and compare as text."""
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: ({"decimal": str(x)} if k == "value" and isinstance(x, Decimal)
+                        else walk(x)) for k, x in v.items()}
+        return [walk(x) for x in v] if isinstance(v, list) else to_record(v)
+
+    return walk(meter.model_dump(mode="python"))
+
+
+def _meter(data: dict[str, Any]) -> Meter:
+    def walk(v: Any) -> Any:
+        if isinstance(v, dict):
+            if set(v) == {"decimal"}:
+                return Decimal(v["decimal"])
+            return {k: walk(x) for k, x in v.items()}
+        return [walk(x) for x in v] if isinstance(v, list) else v
+
+    return Meter.model_validate(walk(data))
