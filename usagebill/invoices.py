@@ -317,7 +317,8 @@ def measure_plans(
     for p in plans:
         rename = {}
         for mid, m in p.meters.items():
-            if config.meter.get(mid) != m:
+            current = config.meter.get(mid)
+            if current is not m and current != m:  # `is`: live plans hold the config's own
                 key = m.model_dump_json()
                 if key not in aliases:
                     aliases[key] = f"{mid}~{len(aliases)}"
