@@ -469,6 +469,19 @@ def test_a_directory_that_cannot_be_read_is_an_error_not_a_gap(
     assert stored(store) == []
 
 
+def test_an_unreadable_file_says_what_to_do(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locked = write_events(tmp_path / "locked.jsonl", [event("a")])
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: str(p) != str(locked)  # as for chmod 000
+                        and real_access(p, mode))
+    with pytest.raises(InputError) as e:
+        store.ingest([str(locked)])
+    assert e.value.lines() == [f"{locked}: permission denied",
+                               "Make the file readable for this user, or leave it out."]
+
+
 def test_gzipped_stdin_on_the_cli(tmp_path: Path, cli: Any) -> None:
     data = gzip.compress((GOOD + "\n" + line(event("ok-2")) + "\n").encode())
     result = cli("ingest", "--db", "u.duckdb", "-", input=data)

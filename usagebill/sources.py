@@ -90,7 +90,8 @@ def expand(inputs: list[str], workdir: str) -> list[Source]:
             )
     for source in found.values():
         if not os.access(source.path, os.R_OK):
-            raise InputError(f"{source.label}: permission denied")
+            raise InputError(f"{source.label}: permission denied",
+                             hint="Make the file readable for this user, or leave it out.")
     return sorted(found.values(), key=lambda s: s.label)
 
 
