@@ -314,11 +314,14 @@ def measure_plans(
     # then, that definition too, under an alias the plan's rows are read back by.
     meters, aliases = list(config.meters), {}
     renames: list[dict[str, str]] = []
+    same: dict[int, bool] = {}  # id of a plan's meter -> whether it is the config's
     for p in plans:
         rename = {}
         for mid, m in p.meters.items():
             current = config.meter.get(mid)
-            if current is not m and current != m:  # `is`: live plans hold the config's own
+            if id(m) not in same:  # `is` first: live plans hold the config's own
+                same[id(m)] = current is m or current == m
+            if not same[id(m)]:
                 key = m.model_dump_json()
                 if key not in aliases:
                     aliases[key] = f"{mid}~{len(aliases)}"
@@ -661,7 +664,20 @@ def _meter_record(meter: Meter) -> dict[str, Any]:
     return walk(meter.model_dump(mode="python"))
 
 
+_METERS: dict[str, Meter] = {}
+
+
 def _meter(data: dict[str, Any]) -> Meter:
+    """A meter from its record, parsed once however many issued invoices hold it (and then
+    one object, so comparing it with the config's is done once per plan's meter)."""
+    key = repr(data)
+    if key not in _METERS:
+        _METERS[key] = _parse_meter(data)
+    return _METERS[key]
+
+
+def _parse_meter(data: dict[str, Any]) -> Meter:
+
     def walk(v: Any) -> Any:
         if isinstance(v, dict):
             if set(v) == {"decimal"}:
