@@ -253,6 +253,18 @@ def test_a_malformed_snapshot_is_a_usage_error(
     assert "usagebill: Rewrite it: usagebill snapshot write" in result.stderr
 
 
+def test_a_snapshot_kept_beside_the_logs_is_not_read_as_events(
+    cli: Any, snapshot: tuple[Path, Path]
+) -> None:
+    logs, _snap = snapshot
+    inside = logs / "2026-10.json"  # a directory scan would take it for an event file
+    written = ok(cli("replay", str(logs), "-p", "2026-10", "--write", str(inside)))
+    checked = ok(cli("replay", str(logs), "-p", "2026-10", "--check", str(inside)))
+    for result in (written, checked):
+        assert "read 16 lines from 3 files: 14 accepted, 0 duplicates, 2 rejected" in (
+            result.stderr)  # the logs' own two bad lines, nothing of the snapshot
+
+
 def test_a_snapshot_path_without_a_file_name_is_a_usage_error(
     cli: Any, snapshot: tuple[Path, Path]
 ) -> None:

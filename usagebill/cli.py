@@ -787,8 +787,10 @@ def replay(
     args = [*paths, *_periods_args(period), *_config_args(config)]
     rewrite = _again("replay", *args, "--write", check) if check else ""
     expected = snap.load_snapshot(check, rewrite) if check else None
+    snapshots = [str(p) for p in (check, write) if p is not None]  # never read as events
     with Store.open(None) as store:
-        result = _with_progress(lambda cb: store.ingest(paths, strict=strict, progress=cb), paths)
+        result = _with_progress(lambda cb: store.ingest(
+            paths, strict=strict, progress=cb, skip=snapshots), paths)
         _replay_report(result, store)
         docs = snap.invoice_documents(store, cfg, months)
         new = snap.invoice_documents(store, other, months) if other else None

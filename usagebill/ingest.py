@@ -24,7 +24,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -383,11 +383,12 @@ class _Refused(Exception):
 
 
 def ingest(
-    store: Store, inputs: list[str], *, strict: bool = False, progress: Progress | None = None
+    store: Store, inputs: list[str], *, strict: bool = False, progress: Progress | None = None,
+    skip: Sequence[str] = (),
 ) -> IngestResult:
     """Store events from files, directories, globs or `-` as one run. With `strict`, a run
     that would reject any line stores nothing and raises `DataError` (exit 1)."""
-    files = sources.expand(inputs, store.tmp)
+    files = sources.expand(inputs, store.tmp, skip)
     started = time.perf_counter()
     stamp = dt.datetime.now(dt.timezone.utc)
     solo: set[str] = set()  # staged one file at a time, to find the one DuckDB refuses

@@ -14,7 +14,7 @@ import shutil
 import sys
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,9 +54,10 @@ class BadLine:
     raw: str
 
 
-def expand(inputs: list[str], workdir: str) -> list[Source]:
+def expand(inputs: list[str], workdir: str, skip: Sequence[str] = ()) -> list[Source]:
     """Files, directories (searched for event files), globs and `-`, sorted by name so that
-    the order they are given in never matters."""
+    the order they are given in never matters. `skip`: files never read as events (a
+    snapshot kept beside the logs it checks)."""
     found: dict[str, Source] = {}
     for item in inputs:
         if item == "-":
@@ -88,6 +89,9 @@ def expand(inputs: list[str], workdir: str) -> list[Source]:
                 f"{item}: no such file or directory",
                 hint="Check the path; use - to read events from stdin.",
             )
+    skipped = {os.path.realpath(p) for p in skip}
+    found = {k: s for k, s in found.items()
+             if s.label == STDIN or os.path.realpath(s.path) not in skipped}
     for source in found.values():
         if not os.access(source.path, os.R_OK):
             raise InputError(f"{source.label}: permission denied",

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -371,14 +371,16 @@ class Store:
     # -- ingest -------------------------------------------------------------------------------
 
     def ingest(
-        self, inputs: list[str], *, strict: bool = False, progress: Progress | None = None
+        self, inputs: list[str], *, strict: bool = False, progress: Progress | None = None,
+        skip: Sequence[str] = (),
     ) -> IngestResult:
-        """Store events from files, directories, globs or `-` (stdin) as one run."""
+        """Store events from files, directories, globs or `-` (stdin) as one run; files in
+        `skip` are left out even when a directory or glob finds them."""
         if self.read_only:  # pragma: no cover - the CLI never asks this
             raise DatabaseError("the database is open read-only")
         from .ingest import ingest  # reports never load the ingest pipeline
 
-        return ingest(self, inputs, strict=strict, progress=progress)
+        return ingest(self, inputs, strict=strict, progress=progress, skip=skip)
 
 
 # ---------------------------------------------------------------------------------------------
