@@ -310,8 +310,29 @@ def measure_plans(
             relation,
         )
     )
-    # The config's meters, and where a closed cycle's plan bills a meter as it was defined
-    # then, that definition too, under an alias the plan's rows are read back by.
+    meters, renames = _meters_to_measure(config, plans)
+    result = measure(store, meters, source, ["customer_id", "cycle_start"])
+    # Rows come back keyed by the cycle start in UTC; the plans' starts are local times. A
+    # local midnight that happens twice (a DST change at 01:00) never equals another zone's
+    # datetime (PEP 495), so the rows are keyed by the plans' own start objects.
+    starts = {(cid, c.start.astimezone(dt.timezone.utc)): c.start for cid, c in cycles}
+
+    def key(k: tuple[Any, ...]) -> tuple[str, dt.datetime]:
+        return k[0], starts[(k[0], k[1].astimezone(dt.timezone.utc))]
+
+    by_group = {key(k): v for k, v in result.by_group.items()}
+    for p, rename in zip(plans, renames):
+        for c in p.history if rename else ():
+            if (got := by_group.get((p.customer.id, c.start))) is not None:
+                got.update({mid: got[alias] for mid, alias in rename.items()})
+    return by_group, {key(k): v for k, v in result.unmetered.items()}
+
+
+def _meters_to_measure(
+    config: Config, plans: Sequence[Plan]
+) -> tuple[list[Meter], list[dict[str, str]]]:
+    """The config's meters and, where a closed cycle's plan bills a meter as it was defined
+    then, that definition too under an alias; per plan, its meter ids -> their aliases."""
     meters, aliases = list(config.meters), {}
     renames: list[dict[str, str]] = []
     same: dict[int, bool] = {}  # id of a plan's meter -> whether it is the config's
@@ -328,21 +349,7 @@ def measure_plans(
                     meters.append(m.model_copy(update={"id": aliases[key]}))
                 rename[mid] = aliases[key]
         renames.append(rename)
-    result = measure(store, meters, source, ["customer_id", "cycle_start"])
-    # Rows come back keyed by the cycle start in UTC; the plans' starts are local times. A
-    # local midnight that happens twice (a DST change at 01:00) never equals another zone's
-    # datetime (PEP 495), so the rows are keyed by the plans' own start objects.
-    starts = {(cid, c.start.astimezone(dt.timezone.utc)): c.start for cid, c in cycles}
-
-    def key(k: tuple[Any, ...]) -> tuple[str, dt.datetime]:
-        return k[0], starts[(k[0], k[1].astimezone(dt.timezone.utc))]
-
-    by_group = {key(k): v for k, v in result.by_group.items()}
-    for p, rename in zip(plans, renames):
-        for c in p.history if rename else ():
-            if (got := by_group.get((p.customer.id, c.start))) is not None:
-                got.update({mid: got[alias] for mid, alias in rename.items()})
-    return by_group, {key(k): v for k, v in result.unmetered.items()}
+    return meters, renames
 
 
 def pool_ledger(config: Config, p: Plan, pool: CreditPool, measured: Measured) -> list[LedgerEntry]:
