@@ -64,8 +64,6 @@ def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decima
         ) from None
 
 
-
-
 class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """libyaml's composer: ten times faster on a file of 1,000 customers."""
 

@@ -107,7 +107,7 @@ def explain(store: Store, config: Config, month: Month, customer: str, *,
     select_meters(config, meter)  # a clear error for an unknown --meter
     inv, issued = _invoice(store, config, month, customer, as_of)
     lines = [
-        _line_json(_meters(config, inv), line, config.currency, inv.product.base_price)
+        _line_json(inv.meters, line, config.currency, inv.product.base_price)
         for line in inv.lines
         if meter is None or line.meter_id == meter
     ]
@@ -174,20 +174,14 @@ EVENTS_HEADER = ["meter_id", "event_id", "file", "line", "run", "timestamp", "va
                  "corrected_by"]
 
 
-def _meters(config: Config, inv: Invoice) -> dict[str, Meter]:
-    """The meters as the invoice was billed with (a closed one keeps its own), else the
-    config's."""
-    return {**config.meter, **inv.meters}
-
-
 def explain_events(store: Store, config: Config, month: Month, customer: str, *,
                    meter: str | None = None, as_of: int | None = None) -> list[list[Any]]:
     """The events behind each usage line, by meter, then timestamp, then event_id. A voided
     event is absent; an amended one has its amended values and the correction's event_id."""
     inv, _ = _invoice(store, config, month, customer, as_of)
-    defined = _meters(config, inv)
-    meters = [defined[ch.meter] for ch in inv.product.charges
-              if ch.meter in defined and (meter is None or ch.meter == meter)]
+    # The meters as the invoice was billed with: a closed one keeps its own.
+    meters = [inv.meters[ch.meter] for ch in inv.product.charges
+              if ch.meter in inv.meters and (meter is None or ch.meter == meter)]
     if not meters:
         return []
     events = store.effective_events(inv.cycle.start, inv.cycle.end, as_of)

@@ -531,22 +531,20 @@ def credit_ledgers(
         for m, group in first.items()
         for c, pool, entries in _live_ledgers(store, config, m, group, as_of)
     }
+    # The live ledgers, then pools that only closed cycles still have.
+    pools = {(c.id, pool.id): (c, pool, entries) for c, pool, entries in ledgers}
+    for c in customers:
+        for pid, issued in closed.get(c.id, {}).items():
+            pools.setdefault((c.id, pid), (c, issued[-1][0], []))
     out = []
-    keys = [(c, pool.id) for c, pool, _ in ledgers]
-    keys += [(c, pid) for c in customers for pid in closed.get(c.id, {})
-             if (c, pid) not in keys]
-    live = {(c.id, pool.id): (pool, entries) for c, pool, entries in ledgers}
-    for c, pid in keys:
-        issued = closed.get(c.id, {}).get(pid, [])
-        pool, entries = live.get((c.id, pid), (issued[-1][0] if issued else None, []))
-        if issued:
+    for (cid, pid), (c, pool, entries) in pools.items():
+        if issued := closed.get(cid, {}).get(pid, []):
             first_start, last_end = issued[0][1].cycle.start, issued[-1][1].cycle.end
             entries = (
-                [e for e in earlier.get((c.id, pid), []) if e.cycle.start < first_start]
+                [e for e in earlier.get((cid, pid), []) if e.cycle.start < first_start]
                 + [e for _, e in issued]
                 + [e for e in entries if e.cycle.start >= last_end]
             )
-        assert pool is not None
         out.append((c, pool, entries))
     return out
 

@@ -190,7 +190,6 @@ def invoice_table(doc: InvoiceDocument, out: Console) -> None:
     from rich.text import Text
 
     cur = doc.currency
-    grand = Decimal(0)
     for inv in doc.invoices:
         data = inv.to_json(cur)
         table = Table(
@@ -247,7 +246,7 @@ def invoice_table(doc: InvoiceDocument, out: Console) -> None:
             Text(f"{Decimal(data['total']):,.{minor_units(cur)}f}", style="bold"),
         )
         out.print(table)
-        grand = total([grand, inv.total])
+    grand = total(inv.total for inv in doc.invoices)
     n = len(doc.invoices)
     out.print(
         Text(

@@ -223,7 +223,7 @@ def build_report(
         data = doc.to_json()
         warnings = [w["message"] for w in data["warnings"]]
         grand = total(i.total for i in doc.invoices)
-        invoices_total = group_digits(data_total(doc))
+        invoices_total = group_digits(fmt_money(grand, doc.currency))
         ranked_inv = sorted(
             data["invoices"], key=lambda i: (-Decimal(i["total"]), i["customer_id"])
         )
@@ -268,11 +268,6 @@ def build_report(
         warnings=warnings,
         issuer=config.issuer.name if config.issuer and config.issuer.name else None,
     )
-
-
-def data_total(doc: Any) -> str:
-    """The sum of the invoices' (rounded) totals, as money text."""
-    return fmt_money(total(i.total for i in doc.invoices), doc.currency)
 
 
 def describe_aggregation(m: Meter) -> str:
