@@ -197,8 +197,9 @@ def test_a_second_ingest_is_refused_while_one_runs(tmp_path: Path, held) -> None
     code, out, err = run("ingest", "--db", str(db), "more.jsonl", cwd=tmp_path)
     assert code == 2 and out == ""
     assert err.splitlines() == [
-        f"usagebill: {db}: in use by another usagebill process (PID {holder.pid})",
-        "usagebill: Wait for it to finish (an ingest holds the database), then try again.",
+        f"usagebill: {db}: in use by another process (PID {holder.pid})",
+        "usagebill: Wait for it to finish (a usagebill ingest holds the database while it runs), "
+        "then try again.",
     ]
     # the first one carries on and finishes; nothing of the refused one is stored
     out, err = holder.communicate(events_text(5, "held").encode(), timeout=120)
@@ -228,7 +229,7 @@ def test_a_report_while_an_ingest_runs_exits_2(tmp_path: Path, held, command: li
     code, out, err = run(*command, "--db", str(db), cwd=tmp_path)
     assert code == 2 and out == ""
     assert err.splitlines()[0] == (
-        f"usagebill: {db}: in use by another usagebill process (PID {holder.pid})"
+        f"usagebill: {db}: in use by another process (PID {holder.pid})"
     )
     holder.communicate(b"", timeout=120)
     assert holder.returncode == 0

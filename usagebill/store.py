@@ -331,25 +331,23 @@ class Store:
     def issued_before(self, customer_id: str, before: dt.datetime,
                       as_of: int | None = None) -> dict[str, Any] | None:
         """The latest invoice record issued to a customer for a cycle ending by `before`."""
-        sql = ("SELECT i.record FROM issued i JOIN closings c ON c.period = i.period "
-               "WHERE i.customer_id = ? AND i.period_end <= ?")
-        params: list[Any] = [customer_id, before]
-        if as_of is not None:
-            sql += " AND c.run <= ?"
-            params.append(as_of)
-        rows = self.query(sql + " ORDER BY i.period_end DESC LIMIT 1", params)
-        return json.loads(rows[0][0]) if rows else None
+        rows = self._issued("i.customer_id = ? AND i.period_end <= ?", [customer_id, before],
+                            as_of, "i.period_end DESC LIMIT 1")
+        return rows[0][1] if rows else None
 
     def issued_up_to(self, period: str, as_of: int | None = None) -> list[tuple[str, Any]]:
         """(customer_id, record) of every invoice issued for a period up to `period`, oldest
         cycle first."""
-        sql = ("SELECT i.customer_id, i.record FROM issued i JOIN closings c ON c.period = "
-               "i.period WHERE i.period <= ?")
-        params: list[Any] = [period]
+        return self._issued("i.period <= ?", [period], as_of, "i.customer_id, i.period_end")
+
+    def _issued(self, where: str, params: list[Any], as_of: int | None,
+                order: str) -> list[tuple[str, Any]]:
+        """Issued records of closings made by run `as_of` (all when None). `where` and
+        `order` are this module's constants; values are bound."""
         if as_of is not None:
-            sql += " AND c.run <= ?"
-            params.append(as_of)
-        rows = self.query(sql + " ORDER BY i.customer_id, i.period_end", params)
+            where, params = f"{where} AND c.run <= ?", [*params, as_of]
+        rows = self.query(f"SELECT i.customer_id, i.record FROM issued i JOIN closings c "
+                          f"ON c.period = i.period WHERE {where} ORDER BY {order}", params)
         return [(r[0], json.loads(r[1])) for r in rows]
 
     def write_closing(self, period: str, run: int, document: dict[str, Any],
@@ -396,8 +394,9 @@ def _connect(path: str | None, read_only: bool) -> duckdb.DuckDBPyConnection:
         if "lock" in text.lower():
             pid = text.split("(PID ")[-1].split(")")[0] if "(PID " in text else "?"
             raise DatabaseError(
-                f"{path}: in use by another usagebill process (PID {pid})",
-                hint="Wait for it to finish (an ingest holds the database), then try again.",
+                f"{path}: in use by another process (PID {pid})",
+                hint="Wait for it to finish (a usagebill ingest holds the database while it "
+                "runs), then try again.",
             ) from None
         raise DatabaseError(
             f"{path}: cannot open the database: {_first_line(e)}",
