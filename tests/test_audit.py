@@ -351,6 +351,84 @@ def test_a_closed_cycle_keeps_its_credit_figures_for_rollover(tmp_path: Path) ->
     store.close()
 
 
+def test_closing_a_month_before_the_first_event_changes_no_later_invoice(tmp_path: Path) -> None:
+    cfg = parse_config(CONFIG)  # cus_b has no start_date: its pool starts at its first event
+    store = Store.open(None)
+    write_events(tmp_path / "oct.jsonl",
+                 [event("t1", "cus_b", "ai.tokens", "2026-10-05T00:00:00Z", n=130)])
+    store.ingest([str(tmp_path / "oct.jsonl")])
+    october = parse_month("2026-10")
+
+    def credit_line() -> dict:
+        doc = build_invoices(store, cfg, october, customer="cus_b").to_json()
+        return doc["invoices"][0]["lines"][-1]
+
+    # 130 tokens = 130 credits: 100 granted, 30 overage x 0.01 = 0.30; nothing rolled in.
+    before = credit_line()
+    assert (before["rolled_over"], before["overage_credits"], before["amount"]) == ("0", "30",
+                                                                                     "0.30")
+    close_period(store, cfg, parse_month("2026-09"))  # a cycle before the history starts
+    assert credit_line() == before
+    [(_, _, entries)] = credit_ledgers(store, cfg, october, customer="cus_b")
+    assert [(str(e.cycle.month), e.carried) for e in entries] == [("2026-09", 0), ("2026-10", 0)]
+    store.close()
+
+
+def test_the_credits_ledger_keeps_an_open_cycle_between_two_closed_ones(tmp_path: Path) -> None:
+    cfg = parse_config(CONFIG)
+    store = Store.open(None)
+    write_events(tmp_path / "e.jsonl", [
+        event(f"t{m}", "cus_a", "ai.tokens", f"2026-{m:02d}-05T00:00:00Z", n=10 * m - 80)
+        for m in (9, 10, 11)])
+    store.ingest([str(tmp_path / "e.jsonl")])
+    november = parse_month("2026-11")
+    [(_, _, live)] = credit_ledgers(store, cfg, november, customer="cus_a")
+    close_period(store, cfg, parse_month("2026-09"))
+    close_period(store, cfg, november)
+    [(_, _, entries)] = credit_ledgers(store, cfg, november, customer="cus_a")
+    # Sep: 10 used of 100, 45 carried; Oct: 20 drawn from the 45, 100 unused, 50 carried; Nov:
+    # 30 drawn from the 50. Nothing arrived since, so the closings change no figure.
+    assert [(str(e.cycle.month), e.rolled_over, e.consumed, e.carried) for e in entries] == [
+        ("2026-09", 0, 10, 45), ("2026-10", 45, 20, 50), ("2026-11", 50, 30, 50)]
+    assert entries == live
+    store.close()
+
+
+def test_a_customer_removed_from_the_config_after_closing_keeps_its_invoice(
+    tmp_path: Path, cli: Any
+) -> None:
+    setup(tmp_path)
+    write_events(tmp_path / "e.jsonl", calls("a", 2) + calls("b", 3, customer="cus_b"))
+    run_cli(cli, "ingest", "e.jsonl")
+    closed = doc(cli, "close", "--period", "2026-10")
+    (tmp_path / "meters.yaml").write_text(CONFIG.replace("  - {id: cus_b, name: Bolt, product: "
+                                                         "pro}\n", ""))
+    now = doc(cli, "invoice", "--period", "2026-10")
+    assert now["invoices"] == closed["invoices"]
+    assert now["adjustments"] == [] and now["warnings"] == []
+    # Late usage of the removed customer is still an adjustment of its issued invoice.
+    write_events(tmp_path / "late.jsonl", calls("late", 1, customer="cus_b", day=30))
+    run_cli(cli, "ingest", "late.jsonl")
+    assert doc(cli, "invoice", "--period", "2026-10")["adjustments"] == [
+        {"customer_id": "cus_b", "lines": [{"kind": "usage", "meter_id": "api_calls",
+         "issued": "0.30", "current": "0.40", "difference": "0.10"}],
+         "total_difference": "0.10"}]
+
+
+def test_a_closed_period_keeps_the_currency_it_was_issued_in(tmp_path: Path, cli: Any) -> None:
+    setup(tmp_path)
+    write_events(tmp_path / "e.jsonl", calls("a", 14))
+    run_cli(cli, "ingest", "e.jsonl")
+    closed = doc(cli, "close", "--period", "2026-10")
+    (tmp_path / "meters.yaml").write_text(CONFIG.replace("currency: USD", "currency: JPY"))
+    now = doc(cli, "invoice", "--period", "2026-10")
+    # 10.00 base + 14 x 0.10 = 1.40: still USD with cents, not 10 + 1 = 11 yen.
+    assert now["currency"] == "USD" and now["invoices"] == closed["invoices"]
+    assert now["invoices"][0]["total"] == "11.40" and now["adjustments"] == []
+    explained = doc(cli, "explain", "--period", "2026-10", "--customer", "cus_a")
+    assert (explained["currency"], explained["total"]) == ("USD", "11.40")
+
+
 # -- Explain ------------------------------------------------------------------------------------
 
 

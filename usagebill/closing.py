@@ -50,8 +50,10 @@ def invoice_document(
 ) -> InvoiceDocument:
     """What `invoice` prints: a draft, or for a closed period the issued invoices plus the
     adjustments that what arrived since calls for."""
-    if store.closing(str(month), as_of) is None:
+    closing = store.closing(str(month), as_of)
+    if closing is None:
         return build_invoices(store, config, month, customer=customer, as_of=as_of)
+    config = as_issued(config, closing)
     wanted = {c.id for c in select_customers(config, customer)} if customer else None
     issued = [invoice_from_record(r) for r in store.issued(str(month))
               if wanted is None or r["customer"]["id"] in wanted]
@@ -62,6 +64,15 @@ def invoice_document(
         month, config.currency, issued, current.warnings, status="closed",
         adjustments=adjustments(issued, current.invoices, config.currency),
     )
+
+
+def as_issued(config: Config, closing: dict[str, Any]) -> Config:
+    """The config a closed period is shown with: its invoices keep the currency they were
+    issued in, whatever the config says now."""
+    currency = closing.get("currency")
+    if not currency or currency == config.currency:
+        return config
+    return config.model_copy(update={"currency": currency})
 
 
 def _key(line: dict[str, Any]) -> tuple[str, str]:

@@ -296,6 +296,8 @@ class Documents:
 
 
 def documents(doc: InvoiceDocument, config: Config, ext: str = "html") -> Documents:
+    if doc.currency != config.currency:  # a closed period keeps the currency it was issued in
+        config = config.model_copy(update={"currency": doc.currency})
     data = doc.to_json()
     numbers = [
         invoice_number(config.invoice_prefix, doc.period, i["customer_id"])

@@ -12,6 +12,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from .closing import as_issued
 from .config import Config, Meter
 from .cycles import Month, iso
 from .errors import OptionError
@@ -105,6 +106,8 @@ def explain(store: Store, config: Config, month: Month, customer: str, *,
             meter: str | None = None, as_of: int | None = None) -> dict[str, Any]:
     """The explanation document (SPEC §8)."""
     select_meters(config, meter)  # a clear error for an unknown --meter
+    if (closing := store.closing(str(month), as_of)) is not None:
+        config = as_issued(config, closing)
     inv, issued = _invoice(store, config, month, customer, as_of)
     lines = [
         _line_json(inv.meters, line, config.currency, inv.product.base_price)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -158,6 +158,7 @@ class Plan:
     pools: dict[str, CreditPool] = field(default_factory=dict)  # the pools its product draws on
     openings: dict[str, Decimal] = field(default_factory=dict)  # pool -> rolled into history[0]
     meters: dict[str, Meter] = field(default_factory=dict)  # charged meter id -> definition
+    started: bool = True  # false before the pools' history starts (no event up to `cycle`)
 
 
 def select_customers(config: Config, customer: str | None) -> list[Customer]:
@@ -214,19 +215,23 @@ def plan(
         tz = config.customer_timezone(p.customer)
         if p.customer.start_date:
             begin = local_midnight(p.customer.start_date, tz)
-        elif p.customer.id in firsts:
+        elif p.customer.id in firsts and firsts[p.customer.id] < p.cycle.end:
             begin = firsts[p.customer.id]
-        else:
+        else:  # the history starts later: this cycle stands alone and carries nothing on
+            p.started = False
             continue
         first = cycle_containing(min(begin, p.cycle.start), p.customer.billing_anchor, tz)
         p.history = cycles_from(first.month, month, p.customer.billing_anchor, tz)
     # A closed cycle's pool keeps its issued figures: the ledger restarts after the latest
-    # one, from what it carried over, so rollover into later cycles never moves.
+    # one, from what it carried over, so rollover into later cycles never moves. A cycle
+    # closed before the history starts carries nothing into it.
     for p in pooled:
         closed = store.issued_before(p.customer.id, p.cycle.start, as_of)
         if closed is None:
             continue
         issued = invoice_from_record(closed)
+        if issued.cycle.end <= p.history[0].start:  # older records carried from before it
+            continue
         p.history = [c for c in p.history if c.start >= issued.cycle.end] or [p.cycle]
         p.openings = {line.credit_id: line.entry.carried for line in issued.lines
                       if line.kind == "credit" and line.credit_id and line.entry}
@@ -262,8 +267,12 @@ def build_invoices(
     issued: dict[str, Invoice] | None = None,
 ) -> InvoiceDocument:
     """The invoices of every configured customer (or one) whose cycle starts in `month`.
-    `issued` holds a closed period's invoices: their customers are priced as issued."""
-    plans = plan(store, config, month, select_customers(config, customer), as_of, issued)
+    `issued` holds a closed period's invoices: their customers are priced as issued, also
+    those the config no longer has."""
+    customers = select_customers(config, customer)
+    customers += [i.customer for cid, i in sorted((issued or {}).items())
+                  if cid not in config.customer and customer in (None, cid)]
+    plans = plan(store, config, month, customers, as_of, issued)
     warnings: list[Warning] = []
     measured, unmetered = measure_plans(store, config, plans, as_of)
     invoices = [_invoice(config, p, measured, warnings) for p in plans]
@@ -275,7 +284,7 @@ def build_invoices(
             unmetered.get((p.customer.id, p.cycle.start), 0),
         )
     if customer is None:
-        warnings += _unknown_customers(store, config, month, as_of)
+        warnings += _unknown_customers(store, config, month, as_of, [c.id for c in customers])
     warnings.sort(key=lambda w: (w.kind, w.customer_id or "", w.meter_id or "", w.message))
     return InvoiceDocument(month, config.currency, invoices, warnings)
 
@@ -363,7 +372,10 @@ def pool_ledger(config: Config, p: Plan, pool: CreditPool, measured: Measured) -
             if ch.credit == pool.id
         }
         history.append((cycle, draws))
-    return ledger(pool, history, p.openings.get(pool.id, ZERO))
+    entries = ledger(pool, history, p.openings.get(pool.id, ZERO))
+    if not p.started:
+        entries[-1] = replace(entries[-1], carried=ZERO)
+    return entries
 
 
 def _invoice(
@@ -474,10 +486,10 @@ def _cycle_warnings(
 
 
 def _unknown_customers(
-    store: Store, config: Config, month: Month, as_of: int | None
+    store: Store, config: Config, month: Month, as_of: int | None, billed: list[str]
 ) -> list[Warning]:
     lo, hi = month.window(config.tz)
-    known = sorted(config.customer)
+    known = sorted({*config.customer, *billed})
     sql = Sql("SELECT customer_id, count(*) FROM (") + store.effective_events(lo, hi, as_of) + ")"
     if known:  # one list parameter: a thousand `?` took four times as long to plan
         sql = sql + Sql(" WHERE customer_id NOT IN (SELECT unnest(?::VARCHAR[]))", (known,))
@@ -519,18 +531,16 @@ def credit_ledgers(
                         (line.pool, line.entry))
     if not closed:
         return ledgers
-    # The cycles before each customer's first closed one, measured now (one pass per month).
-    first: dict[Month, list[Customer]] = {}
+    # Open cycles before and between closed ones, measured now: the live ledger up to a
+    # closed cycle runs from the previous closed one (one pass per month).
+    months: dict[Month, list[Customer]] = {}
     for c in customers:
-        if c.id in closed:
-            start = min((e.cycle for pools in closed[c.id].values() for _, e in pools),
-                        key=lambda cycle: cycle.start)
-            first.setdefault(start.month, []).append(c)
-    earlier = {
-        (c.id, pool.id): entries
-        for m, group in first.items()
-        for c, pool, entries in _live_ledgers(store, config, m, group, as_of)
-    }
+        for m in {e.cycle.month for pools in closed.get(c.id, {}).values() for _, e in pools}:
+            months.setdefault(m, []).append(c)
+    between: dict[tuple[str, str], list[LedgerEntry]] = {}
+    for m, group in months.items():
+        for c, pool, entries in _live_ledgers(store, config, m, group, as_of):
+            between.setdefault((c.id, pool.id), []).extend(entries)
     # The live ledgers, then pools that only closed cycles still have.
     pools = {(c.id, pool.id): (c, pool, entries) for c, pool, entries in ledgers}
     for c in customers:
@@ -539,14 +549,16 @@ def credit_ledgers(
     out = []
     for (cid, pid), (c, pool, entries) in pools.items():
         if issued := closed.get(cid, {}).get(pid, []):
-            first_start, last_end = issued[0][1].cycle.start, issued[-1][1].cycle.end
-            entries = (
-                [e for e in earlier.get((cid, pid), []) if e.cycle.start < first_start]
-                + [e for _, e in issued]
-                + [e for e in entries if e.cycle.start >= last_end]
-            )
+            # by cycle start in UTC: a local midnight that happens twice equals no other zone's
+            cycles = {_utc(e.cycle.start): e for e in [*between.get((cid, pid), []), *entries]}
+            cycles.update((_utc(e.cycle.start), e) for _, e in issued)
+            entries = [cycles[k] for k in sorted(cycles)]
         out.append((c, pool, entries))
     return out
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    return t.astimezone(dt.timezone.utc)
 
 
 def _live_ledgers(
