@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -173,6 +174,72 @@ def test_kill_9_at_any_moment_leaves_the_database_as_before(tmp_path: Path) -> N
     # and the database is still a working one
     code, _, err = run("ingest", "--db", str(db), inputs[1], cwd=tmp_path)
     assert code == 0 and "0 accepted, 70 duplicates" in err
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_rolls_back_says_so_and_cleans_up(
+    tmp_path: Path, sig: int, code: int
+) -> None:
+    # Typer turned Ctrl-C into a silent exit 130; SIGTERM left the copy of stdin behind.
+    db = seeded(tmp_path / "db")
+    before = checksum(db)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    p = subprocess.Popen(
+        [sys.executable, "-m", "usagebill", "ingest", "--db", str(db), "-"], cwd=tmp_path,
+        env={**ENV, "TMPDIR": str(tmp)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert p.stdin is not None
+    p.stdin.write(events_text(1000, "late").encode())
+    p.stdin.flush()
+    wait_until(lambda: locked(db), p, "the database locked")
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=60)
+    assert (p.returncode, out) == (code, b"")
+    assert err.decode() == "usagebill: interrupted: nothing of this command was stored\n"
+    assert checksum(db) == before and list(tmp.iterdir()) == []
+
+
+def test_a_query_stopped_by_ctrl_c_is_no_internal_error(
+    tmp_path: Path, cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def stopped(*args: object, **kw: object) -> None:
+        raise RuntimeError("Query interrupted")  # what DuckDB raises when SIGINT stops a query
+
+    monkeypatch.setattr(Store, "ingest", stopped)
+    (tmp_path / "e.jsonl").write_text(events_text(3))
+    result = cli("ingest", "--db", str(tmp_path / "u.duckdb"), str(tmp_path / "e.jsonl"))
+    assert result.exit_code == 130
+    assert result.stderr == "usagebill: interrupted: nothing of this command was stored\n"
+
+
+@pytest.mark.parametrize("limit", ["abc", "", "0", "1KB"])
+def test_a_memory_limit_duckdb_cannot_take_is_a_plain_error(tmp_path: Path, limit: str) -> None:
+    (tmp_path / "e.jsonl").write_text(events_text(3))
+    p = subprocess.run(
+        [sys.executable, "-m", "usagebill", "ingest", "e.jsonl"], cwd=tmp_path,
+        env={**ENV, "USAGEBILL_MEMORY_LIMIT": limit}, capture_output=True, text=True,
+    )
+    assert p.returncode == 2 and "internal error" not in p.stderr
+    first, hint = p.stderr.splitlines()
+    assert first.startswith(f"usagebill: memory limit {limit!r} (USAGEBILL_MEMORY_LIMIT): ")
+    assert hint == "usagebill: Give a size such as 512MB or 2GB."
+
+
+def test_spill_files_a_killed_run_left_are_removed_by_the_next_writer(tmp_path: Path) -> None:
+    db = seeded(tmp_path / "db")
+    spills = Path(f"{db}.tmp")
+    spills.mkdir(exist_ok=True)
+    left = [spills / f"duckdb_temp_4242_0_{n}" for n in ("owner", "storage_DEFAULT-0.tmp")]
+    for f in left:
+        f.write_bytes(bytes(1000))
+    (spills / "notes.txt").write_text("not DuckDB's")
+    (tmp_path / "e.jsonl").write_text(events_text(3, "new"))
+    assert run("runs", "--db", str(db), cwd=tmp_path)[0] == 0  # a reader leaves them
+    assert all(f.exists() for f in left)
+    assert run("ingest", "--db", str(db), "e.jsonl", cwd=tmp_path)[0] == 0
+    assert sorted(p.name for p in spills.iterdir()) == ["notes.txt"]
 
 
 # -- two processes -----------------------------------------------------------------------------
@@ -420,6 +487,33 @@ def test_a_damaged_database_file_is_a_plain_error(tmp_path: Path) -> None:
     code, _, err = run("runs", "--db", str(db), cwd=tmp_path)
     assert code == 2 and "internal error" not in err and "damaged" in err
     assert len(err.splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("x.csv", b"a,b\n1,2\n"),
+        ("events.jsonl", b'{"event_id": "e1"}\n'),
+        ("x.parquet", b"PAR1" + bytes(20) + b"PAR1"),
+        ("x.sqlite", b"SQLite format 3\x00" + bytes(100)),
+    ],
+)
+def test_a_db_path_naming_another_kind_of_file_stores_nothing_there(
+    tmp_path: Path, name: str, content: bytes
+) -> None:
+    # DuckDB opened these as an empty in-memory database: the ingest said "accepted" and
+    # everything vanished at exit.
+    other = tmp_path / name
+    other.write_bytes(content)
+    (tmp_path / "e.jsonl").write_text(events_text(3))
+    for args in (["ingest", "--db", str(other), "e.jsonl"], ["runs", "--db", str(other)]):
+        code, out, err = run(*args, cwd=tmp_path)
+        assert (code, out) == (2, "")
+        assert err.splitlines() == [
+            f"usagebill: {other}: cannot open the database: this file is not a DuckDB database",
+            "usagebill: Pass --db with a usagebill database, or a new file name.",
+        ]
+    assert other.read_bytes() == content
 
 
 def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:

@@ -410,6 +410,35 @@ def test_a_glob_is_expanded_and_files_given_twice_are_read_once(
     assert counts(result) == (2, 2, 0, 0)
 
 
+def test_a_file_named_like_a_pattern_is_read_as_itself(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DuckDB reads every path as a pattern: `e[1].jsonl` read e1.jsonl (twice, as
+    # duplicates) and lost its own events; `x*.jsonl` read two files as one; `~` was home.
+    monkeypatch.chdir(tmp_path)
+    names = ["e[1].jsonl", "e1.jsonl", "x*.jsonl", "x1.jsonl", "g?.jsonl", "~t.jsonl"]
+    for name in names:
+        write_events(tmp_path / name, [event(name)])
+    (tmp_path / "z[2].jsonl.gz").write_bytes(gzip.compress((line(event("z")) + "\n").encode()))
+    result = store.ingest([".", *names[:1], "~t.jsonl"])
+    assert counts(result) == (7, 7, 0, 0)
+    assert sorted((e, Path(f).name) for e, _, f, _ in stored(store)) == sorted(
+        [(n, n) for n in names] + [("z", "z[2].jsonl.gz")])
+
+
+def test_stdin_that_cannot_be_copied_stores_nothing_and_says_why(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("shutil.copyfileobj", full)
+    result = cli("ingest", "--db", "u.duckdb", "-", input=(GOOD + "\n").encode())
+    assert result.exit_code == 2 and "internal error" not in result.stderr
+    assert "<stdin>: cannot copy the events to " in result.stderr
+    assert "(No space left on device); nothing was stored" in result.stderr
+
+
 @pytest.mark.parametrize(
     "make, message",
     [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import sys
 from collections.abc import Callable
 from enum import Enum
@@ -68,20 +69,45 @@ class App(TyperGroup):
             code = e.exit_code
         except typer.TyperException as e:  # click's usage errors: bad flags, missing arguments
             code = _usage_error(e, self.commands, sys.argv[1:] if args is None else args)
-        except typer.Abort:
-            code = 1
-        except KeyboardInterrupt:
-            _err("interrupted: nothing of this command was stored")
-            code = 130
+        except (_Interrupted, KeyboardInterrupt):
+            code = _interrupted()
         except BrokenPipeError:
             code = 0
         except Exception as e:  # a bug: say so plainly, no traceback unless asked
-            if os.environ.get("USAGEBILL_DEBUG"):
+            if str(e) == "Query interrupted":  # Ctrl-C (or SIGTERM) while DuckDB works
+                code = _interrupted()
+            elif os.environ.get("USAGEBILL_DEBUG"):
                 raise
-            code = _unexpected(e)
+            else:
+                code = _unexpected(e)
         if standalone_mode:
             sys.exit(code)
         return code
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # typer would turn it into a silent exit 130
+            raise _Interrupted from None
+
+
+class _Interrupted(Exception):
+    """Ctrl-C or SIGTERM during a command."""
+
+
+_SIGNAL = [2]  # the signal that stopped the command: SIGINT unless `_terminate` saw SIGTERM
+
+
+def _interrupted() -> int:
+    """Every command is one transaction (or stores nothing): stopped, it leaves no trace."""
+    _err("interrupted: nothing of this command was stored")
+    return 128 + _SIGNAL[0]
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM stops a command as Ctrl-C does: rolled back, temporary files removed."""
+    _SIGNAL[0] = signum
+    raise KeyboardInterrupt
 
 
 def _unexpected(e: Exception) -> int:
@@ -910,6 +936,7 @@ def main() -> NoReturn:
     """Console-script entry point. The process ends with `os._exit` once the output is
     flushed: by then every file and the database are closed (context managers), and tearing
     the interpreter down (DuckDB, pydantic, typer, rich) took about 0.1 s of every command."""
+    signal.signal(signal.SIGTERM, _terminate)
     code = app(standalone_mode=False)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a reader gone (`| head`): no loss

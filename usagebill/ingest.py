@@ -25,6 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -515,8 +516,12 @@ def _batch(
 ) -> dict[str, int]:
     con = store.con
     labels = [f.label for f in batch]
-    with _polling(con, tick):
-        _stage(store, batch, exact)
+    gzipped = [f for f in batch if f.gzipped and f.label not in exact]  # (`sanitize` checks)
+    with ThreadPoolExecutor(1) as pool:  # zlib checks the gzip files while DuckDB stages
+        checked = pool.submit(lambda: [sources.check_gzip(f) for f in gzipped])
+        with _polling(con, tick):
+            _stage(store, batch, exact)
+        checked.result()  # a damaged file: InputError, the run rolls back
     con.execute(BASES_SQL)
     # Every repeat of a stored event_id is compared with the stored version; then corrections
     # are checked; only then are the batch's own repeats compared with their first accepted

@@ -96,7 +96,24 @@ def expand(inputs: list[str], workdir: str, skip: Sequence[str] = ()) -> list[So
         if not os.access(source.path, os.R_OK):
             raise InputError(f"{source.label}: permission denied",
                              hint="Make the file readable for this user, or leave it out.")
-    return sorted(found.values(), key=lambda s: s.label)
+    return [_literal(s, workdir, n)
+            for n, s in enumerate(sorted(found.values(), key=lambda s: s.label))]
+
+
+def _literal(source: Source, workdir: str, n: int) -> Source:
+    """DuckDB reads every path as a pattern (and `~` at its start as home): a file named
+    `events[1].jsonl` would read `events1.jsonl`. Paths are made absolute, and a file whose
+    path has `*`, `?` or `[` is read through a link with a plain name (a copy where links
+    cannot be made)."""
+    path = os.path.abspath(source.path)
+    if not glob.has_magic(path):
+        return Source(source.label, path)
+    link = os.path.join(workdir, f"input-{n}" + (".jsonl.gz" if source.gzipped else ".jsonl"))
+    try:
+        os.symlink(path, link)
+    except OSError:
+        shutil.copyfile(path, link)
+    return Source(source.label, link)
 
 
 def _event_files(directory: Path) -> list[Path]:
@@ -121,9 +138,15 @@ def _read_stdin(workdir: str) -> Source:
     head = data.read(2)
     suffix = ".jsonl.gz" if head == b"\x1f\x8b" else ".jsonl"
     path = os.path.join(workdir, "stdin" + suffix)
-    with open(path, "wb") as out:
-        out.write(head)
-        shutil.copyfileobj(data, out, 1 << 20)
+    try:
+        with open(path, "wb") as out:
+            out.write(head)
+            shutil.copyfileobj(data, out, 1 << 20)
+    except OSError as e:  # a full disk, a file-size limit
+        raise InputError(
+            f"{STDIN}: cannot copy the events to {workdir} ({e.strerror}); nothing was stored",
+            hint="Free space there or point TMPDIR at a disk with room, or pass the file itself.",
+        ) from None
     return Source(STDIN, path)
 
 
@@ -142,7 +165,7 @@ def _chunks(source: Source) -> Iterator[bytes]:
                 try:
                     yield decomp.decompress(block)
                 except zlib.error as e:
-                    raise _Truncated(f"the gzip data is corrupt ({e})") from None
+                    raise _Truncated(f"the gzip data is corrupt ({e})", corrupt=True) from None
                 block = b""
                 if decomp.eof:
                     block, decomp, fed = decomp.unused_data, zlib.decompressobj(wbits=47), False
@@ -160,9 +183,34 @@ def contains_byte(source: Source, byte: bytes) -> bool:
 
 
 class _Truncated(Exception):
-    """The data stops early; `partial` is the incomplete last line, if any."""
+    """The data stops early (`corrupt`: at data that fails gzip's checks); `partial` is the
+    incomplete last line, if any."""
 
     partial = b""
+
+    def __init__(self, why: str, corrupt: bool = False) -> None:
+        super().__init__(why)
+        self.corrupt = corrupt
+
+
+def check_gzip(source: Source) -> None:
+    """Raise `InputError` when a gzip file's data fails its checks (CRC, length, deflate).
+    DuckDB's reader does not check them: a damaged file read as garbled lines, and a garbled
+    line may still be a valid event with wrong figures. A truncated file is no error here: its
+    complete lines count (see `sanitize`)."""
+    try:
+        for _ in _chunks(source):
+            pass
+    except _Truncated as e:
+        if e.corrupt:
+            raise _damaged(source, str(e)) from None
+
+
+def _damaged(source: Source, why: str) -> InputError:
+    return InputError(
+        f"{source.label}: {why}: no line of it can be trusted, so nothing was stored",
+        hint="Check it with `gzip -t`, get an intact copy and ingest again.",
+    )
 
 
 def _lines(source: Source) -> Iterator[bytes]:
@@ -214,6 +262,8 @@ def sanitize(source: Source, workdir: str) -> tuple[Source, list[BadLine]]:
                     out.write(b"\n")
                     bad.append(BadLine(n, reason, _printable(line)))
         except _Truncated as e:
+            if e.corrupt:
+                raise _damaged(source, str(e)) from None
             # The line where the data stops (complete or not, we cannot know) is rejected.
             out.write(b"\n")
             bad.append(BadLine(n + 1, str(e), _printable(e.partial)))
