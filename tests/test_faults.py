@@ -265,8 +265,8 @@ def test_a_second_ingest_is_refused_while_one_runs(tmp_path: Path, held) -> None
     assert code == 2 and out == ""
     assert err.splitlines() == [
         f"usagebill: {db}: in use by another process (PID {holder.pid})",
-        "usagebill: Wait for it to finish (a usagebill ingest holds the database while it runs), "
-        "then try again.",
+        "usagebill: Wait for it to finish, then try again (an ingest holds the database while "
+        "it runs; a report holds it against ingests).",
     ]
     # the first one carries on and finishes; nothing of the refused one is stored
     out, err = holder.communicate(events_text(5, "held").encode(), timeout=120)

@@ -400,6 +400,28 @@ def test_a_directory_is_searched_for_event_files(store: Store, tmp_path: Path) -
     assert [e for e, *_ in stored(store)] == ["a", "b", "c"]
 
 
+def test_a_linked_folder_is_searched_once_and_a_broken_link_is_an_error(
+    store: Store, tmp_path: Path
+) -> None:
+    # Linked folders were skipped without a word, and so was a link to a missing file.
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_events(archive / "old.jsonl", [event("old")])
+    logs = tmp_path / "logs"
+    (logs / "sub").mkdir(parents=True)
+    write_events(logs / "new.jsonl", [event("new")])
+    (logs / "archive").symlink_to(archive)
+    (logs / "sub" / "up").symlink_to(logs)  # a loop: each folder is read once
+    (logs / "sub" / "gone.jsonl").symlink_to(tmp_path / "missing.jsonl")
+    with pytest.raises(InputError) as e:
+        store.ingest([str(logs)])
+    assert e.value.message == f"{logs / 'sub' / 'gone.jsonl'}: a link to a file that does not exist"
+    (logs / "sub" / "gone.jsonl").unlink()
+    result = store.ingest([str(logs)])
+    assert [Path(f).name for f in result.files] == ["old.jsonl", "new.jsonl"]
+    assert [e for e, *_ in stored(store)] == ["new", "old"]
+
+
 def test_a_glob_is_expanded_and_files_given_twice_are_read_once(
     store: Store, tmp_path: Path
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -12,6 +14,7 @@ from usagebill.config import Config
 from usagebill.cycles import Month
 from usagebill.errors import ConfigError, OptionError
 from usagebill.invoices import build_invoices
+from usagebill.render import invoice_csv
 from usagebill.store import Store
 
 from .conftest import config, event
@@ -457,3 +460,20 @@ def test_the_document_is_the_same_every_time(store: Store, ingest: Ingest) -> No
     assert invoices(store, c) == invoices(store, c)
     totals = [Decimal(i["total"]) for i in invoices(store, c)["invoices"]]
     assert totals == [Decimal("49.00"), Decimal("0.01")]
+
+
+def test_the_csv_shows_prices_as_configured_with_the_currency_decimals(
+    store: Store, ingest: Ingest
+) -> None:
+    # 0.50 per 10 read "0.5 per 10" and 5.00 read "5": the CSV now agrees with the config,
+    # explain and the HTML invoice.
+    c = config(BASE.format(currency="USD").replace(
+        '{meter: calls, unit_price: "0.02", free_units: 1000}',
+        '{meter: calls, model: package, package_size: 10, package_price: "0.50"}\n'
+        '      - {meter: sms, unit_price: "5.00"}\n      - {meter: gb, unit_price: 2}')
+        + "  - {id: cus_a, product: metered}\n")
+    ingest(calls(25))
+    rows = list(csv.DictReader(io.StringIO(invoice_csv(build_invoices(store, c, OCT)))))
+    # 25 calls = 3 packages x 0.50 = 1.50
+    assert [(r["meter_id"], r["unit_price"], r["amount"]) for r in rows[1:]] == [
+        ("calls", "0.50 per 10", "1.50"), ("sms", "5.00", "0.00"), ("gb", "2.00", "0.00")]

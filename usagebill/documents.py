@@ -22,6 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import money
 from .errors import OptionError
 from .money import fmt_money, fmt_number, minor_units, total
 
@@ -156,14 +157,9 @@ class PageInvoice:
 
 
 def fmt_price(value: Decimal | None, currency: str) -> str:
-    """A configured price as written, with at least the currency's decimals: 4 -> 4.00,
-    0.001 stays 0.001. (A price, not an invoice amount: the JSON does not carry prices.)"""
-    text = fmt_number(value or Decimal(0))
-    places = minor_units(currency)
-    whole, _, frac = text.partition(".")
-    if len(frac) < places:
-        frac = frac.ljust(places, "0")
-    return group_digits(f"{whole}.{frac}" if frac else whole)
+    """A configured price as written, digits grouped. (A price, not an invoice amount: the
+    JSON does not carry prices.)"""
+    return group_digits(money.fmt_price(value or Decimal(0), currency))
 
 
 def _price_notes(line: Line, unit: str, currency: str) -> list[str]:

@@ -94,6 +94,14 @@ def fmt_number(value: Decimal | int) -> str:
     return f"{CONTEXT.normalize(value):f}"  # normalize() rounds to the context's precision
 
 
+def fmt_price(value: Decimal, currency: str) -> str:
+    """A configured price as written, with at least the currency's decimals: 4 -> 4.00, 0.50
+    stays 0.50, 0.001 stays 0.001 (prices are not rounded; amounts are)."""
+    whole, _, frac = fmt_number(value).partition(".")
+    frac = frac.ljust(minor_units(currency), "0")
+    return f"{whole}.{frac}" if frac else whole
+
+
 def count(n: int, noun: str) -> str:
     """`1 event`, `1,377 events`: counts in warnings read as plain words."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"

@@ -17,7 +17,7 @@ from .config import Config
 from .cycles import iso
 from .invoices import InvoiceDocument
 from .meters import describe_filter, describe_meter
-from .money import fmt_money, fmt_number, minor_units, total
+from .money import ZERO, fmt_money, fmt_number, fmt_price, minor_units, total
 from .usage import UsageReport
 
 if TYPE_CHECKING:
@@ -309,10 +309,10 @@ def invoice_csv(doc: InvoiceDocument) -> str:
                 if line.priced.credits is not None:
                     credits = fmt_number(line.priced.credits)
                 elif ch.model == "per_unit":
-                    unit_price = fmt_number(ch.unit_price or 0)
+                    unit_price = fmt_price(ch.unit_price or ZERO, cur)
                 elif ch.model == "package":
                     unit_price = (
-                        f"{fmt_number(ch.package_price or 0)} per "
+                        f"{fmt_price(ch.package_price or ZERO, cur)} per "
                         f"{fmt_number(ch.package_size or 1)}"
                     )
                 else:
@@ -327,7 +327,7 @@ def invoice_csv(doc: InvoiceDocument) -> str:
                 qty = fmt_number(e.overage)
                 credits = fmt_number(e.consumed)
                 if line.pool.overage_unit_price is not None:
-                    unit_price = fmt_number(line.pool.overage_unit_price)
+                    unit_price = fmt_price(line.pool.overage_unit_price, cur)
             rows.append(
                 [
                     str(doc.period),

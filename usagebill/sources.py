@@ -83,7 +83,9 @@ def expand(inputs: list[str], workdir: str, skip: Sequence[str] = ()) -> list[So
             for p in matches:
                 found[p] = Source(p, p)
         elif path.exists():
-            raise InputError(f"{item}: not a regular file")
+            raise InputError(f"{item}: not a regular file",
+                             hint="To read a pipe, give - and send it to stdin: cmd | usagebill "
+                             "ingest -")
         else:
             raise InputError(
                 f"{item}: no such file or directory",
@@ -117,18 +119,29 @@ def _literal(source: Source, workdir: str, n: int) -> Source:
 
 
 def _event_files(directory: Path) -> list[Path]:
-    """The event files under a directory, hidden ones skipped; a folder that cannot be read
-    is an error, not a silent gap."""
+    """The event files under a directory, hidden ones skipped, linked folders followed (each
+    folder once); a folder that cannot be read or a link to nothing is an error, not a
+    silent gap."""
 
     def refuse(e: OSError) -> None:
         raise InputError(f"{e.filename}: cannot read this directory ({e.strerror})")
 
-    files = []
-    for root, dirs, names in os.walk(directory, onerror=refuse):
+    files, seen = [], set()
+    for root, dirs, names in os.walk(directory, onerror=refuse, followlinks=True):
+        if (real := os.path.realpath(root)) in seen:  # a link back to a folder already read
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files += [Path(root) / n for n in names
-                  if n.endswith(EVENT_SUFFIXES) and not n.startswith(".")
-                  and os.path.isfile(os.path.join(root, n))]
+        for n in names:
+            path = os.path.join(root, n)
+            if not n.endswith(EVENT_SUFFIXES) or n.startswith("."):
+                continue
+            if os.path.isfile(path):
+                files.append(Path(path))
+            elif not os.path.exists(path):
+                raise InputError(f"{path}: a link to a file that does not exist",
+                                 hint="Restore the file it points to, or remove the link.")
     return sorted(files)
 
 

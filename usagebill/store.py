@@ -425,8 +425,8 @@ def _connect(path: str | None, read_only: bool) -> duckdb.DuckDBPyConnection:
             pid = text.split("(PID ")[-1].split(")")[0] if "(PID " in text else "?"
             raise DatabaseError(
                 f"{path}: in use by another process (PID {pid})",
-                hint="Wait for it to finish (a usagebill ingest holds the database while it "
-                "runs), then try again.",
+                hint="Wait for it to finish, then try again (an ingest holds the database "
+                "while it runs; a report holds it against ingests).",
             ) from None
         raise DatabaseError(
             f"{path}: cannot open the database: {_first_line(e)}",
