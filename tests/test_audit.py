@@ -256,6 +256,9 @@ def test_close_issues_the_invoices_and_later_events_become_adjustments(
     adjustment = [r for r in rows if r["status"] == "adjustment"]
     assert [(r["customer_id"], r["meter_id"], r["amount"]) for r in adjustment] == [
         ("cus_a", "api_calls", "0.30")]
+    # named and dated like the issued invoice it adjusts, for a spreadsheet's filters
+    assert [(r["customer_name"], r["period_start"], r["period_end"]) for r in adjustment] == [
+        ("Acme", "2026-10-01T00:00:00+00:00", "2026-11-01T00:00:00+00:00")]
 
 
 def test_the_closed_period_warning_counts_each_correction_once(tmp_path: Path, cli: Any) -> None:

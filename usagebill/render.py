@@ -349,10 +349,13 @@ def invoice_csv(doc: InvoiceDocument) -> str:
                     cur,
                 ]
             )
+    issued = {inv.customer.id: inv for inv in doc.invoices}
     for adj in doc.adjustments:  # apart from the issued lines: status "adjustment"
+        inv = issued.get(adj["customer_id"])  # (none for a customer added since)
+        who = [inv.customer.title, iso(inv.cycle.start), iso(inv.cycle.end)] if inv else [None] * 3
         for line in adj["lines"]:
             rows.append([
-                str(doc.period), "adjustment", adj["customer_id"], None, None, None,
+                str(doc.period), "adjustment", adj["customer_id"], *who,
                 line["kind"], line.get("meter_id"), line.get("credit_id"),
                 f"adjustment since closing: issued {line['issued']}, now {line['current']}",
                 None, None, None, None, None, line["difference"], cur,
