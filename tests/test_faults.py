@@ -214,6 +214,29 @@ def test_a_query_stopped_by_ctrl_c_is_no_internal_error(
     assert result.stderr == "usagebill: interrupted: nothing of this command was stored\n"
 
 
+def test_a_report_out_of_memory_says_what_to_raise(
+    tmp_path: Path, cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An invoice query past the memory limit was "a bug in usagebill" (exit 3).
+    def measure(*args: object, **kw: object) -> None:
+        raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block\nmore")
+
+    monkeypatch.setattr("usagebill.invoices.measure_plans", measure)
+    (tmp_path / "meters.yaml").write_text(
+        "version: 1\nmeters:\n  - {id: calls, event_name: api.call, aggregation: {type: count}}\n"
+        "products:\n  - {id: p, charges: [{meter: calls, unit_price: '0.01'}]}\n"
+        "customers:\n  - {id: cus_1, product: p}\n"
+    )
+    db = str(tmp_path / "u.duckdb")
+    Store.open(db).close()
+    result = cli("invoice", "--period", "2026-10", "--db", db, "-c", str(tmp_path / "meters.yaml"))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "usagebill: out of memory: Out of Memory Error: could not allocate block",
+        "usagebill: Nothing was stored. Raise USAGEBILL_MEMORY_LIMIT (default 512MB).",
+    ]
+
+
 @pytest.mark.parametrize("limit", ["abc", "", "0", "1KB"])
 def test_a_memory_limit_duckdb_cannot_take_is_a_plain_error(tmp_path: Path, limit: str) -> None:
     (tmp_path / "e.jsonl").write_text(events_text(3))

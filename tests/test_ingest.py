@@ -249,6 +249,23 @@ def test_repeats_across_the_files_of_one_run_keep_the_first_in_name_order(
     ]
 
 
+@pytest.mark.parametrize("spelling", ["b", "./b/", "{abs}/b", "a/../b", "b/*.jsonl"])
+def test_how_a_path_is_written_never_changes_which_copy_is_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelling: str
+) -> None:
+    # Sorted as typed, `/abs/b` came before `a/` and its copy of e1 won instead.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_events(tmp_path / "a" / "early.jsonl", [event("e1", customer="cus_a")])
+    write_events(tmp_path / "b" / "late.jsonl", [event("e1", customer="cus_b")])
+    with Store.open(None) as store:
+        b = spelling.format(abs=tmp_path)
+        result = store.ingest([b, "a", "a/early.jsonl", str(tmp_path / "a" / "early.jsonl")])
+        assert counts(result) == (2, 1, 0, 1)  # early.jsonl, named three ways, is read once
+        assert [(e, c) for e, c, *_ in stored(store)] == [("e1", "cus_a")]
+
+
 def test_repeats_across_runs(store: Store, tmp_path: Path) -> None:
     first = write_events(tmp_path / "first.jsonl", [event("e1"), event("e2")])
     store.ingest([str(first)])

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from usagebill.render import canonical_json
 from usagebill.snapshot import Difference, diff_periods, load_snapshot
 
-from .conftest import DATA, ROOT
+from .conftest import DATA, ROOT, event
 from .test_replay import ok, setup_logs
 
 SAMPLE_SNAPSHOT = DATA / "sample-2026-10.snapshot.json"
@@ -197,6 +197,22 @@ def test_a_check_fails_naming_customer_and_line(
         f"usagebill: If the change is intended, rewrite the snapshot: usagebill replay {logs} "
         f"--period 2026-10 --write {snap}\n"
     ) in result.stderr
+
+
+def test_the_rewrite_hint_keeps_strict(cli: Any, tmp_path: Path) -> None:
+    (tmp_path / "meters.yaml").write_text(
+        "version: 1\nmeters:\n  - {id: calls, event_name: api.call, aggregation: {type: count}}\n"
+        "products:\n  - {id: p, charges: [{meter: calls, unit_price: '0.01'}]}\n"
+        "customers:\n  - {id: cus_1, product: p}\n"
+    )
+    config, logs, snap = tmp_path / "meters.yaml", tmp_path / "e.jsonl", tmp_path / "s.json"
+    logs.write_text(json.dumps(event("e1", "cus_1")) + "\n")
+    common = [str(logs), "-p", "2026-10", "-c", str(config), "--strict"]
+    ok(cli("replay", *common, "--write", str(snap)))
+    logs.write_text(json.dumps(event("e1", "cus_1")) + "\n" + json.dumps(event("e2", "cus_1")))
+    result = ok(cli("replay", *common, "--check", str(snap)), 1)
+    assert (f"usagebill replay {logs} --period 2026-10 -c {config} --strict --write {snap}"
+            in result.stderr)
 
 
 def test_the_whole_diff_reads_like_a_ci_log(cli: Any, snapshot: tuple[Path, Path]) -> None:

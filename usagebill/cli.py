@@ -112,9 +112,14 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def _unexpected(e: Exception) -> int:
     """A damaged database file is the user's to mend (exit 2); anything else is a bug."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
     if "Corrupt database file" in str(e):  # DuckDB finds the damage when it reads a block
-        _err(f"the database file is damaged: {str(e).strip().splitlines()[0]}")
+        _err(f"the database file is damaged: {first}")
         _err("Restore it from a backup, or ingest the event files into a new database.")
+        return 2
+    if type(e).__name__ == "OutOfMemoryException":  # a report's query, past the limit
+        _err(f"out of memory: {first}")
+        _err("Nothing was stored. Raise USAGEBILL_MEMORY_LIMIT (default 512MB).")
         return 2
     _err(f"internal error: {type(e).__name__}: {e}")
     _err("This is a bug in usagebill; set USAGEBILL_DEBUG=1 to see where it happened.")
@@ -810,7 +815,8 @@ def replay(
     cfg = _config(config)
     other = _config(compare) if compare else None
     months = parse_months(period)
-    args = [*paths, *_periods_args(period), *_config_args(config)]
+    args = [*paths, *_periods_args(period), *_config_args(config),
+            *(["--strict"] if strict else [])]
     rewrite = _again("replay", *args, "--write", check) if check else ""
     expected = snap.load_snapshot(check, rewrite) if check else None
     snapshots = [str(p) for p in (check, write) if p is not None]  # never read as events

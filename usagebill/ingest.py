@@ -259,7 +259,7 @@ MARK_SQL = f"""UPDATE _stage SET
 REPEATED_SQL = "CREATE OR REPLACE TEMP TABLE _repeated AS " + STAGED.replace(
     "AND NOT s.blank)", "AND NOT s.blank AND s.event_id IN (SELECT event_id FROM _repeats))"
 )
-# Repeats within the batch: each compared with the first occurrence (files in name order).
+# Repeats within the batch: each compared with the first occurrence (files in path order).
 IN_BATCH = f"""SELECT b.rid, a.file, a.line, a.event_id, {_VERDICT}
     FROM _repeated a JOIN _repeated b ON a.event_id = b.event_id AND a.rid < b.rid
     QUALIFY row_number() OVER (PARTITION BY b.rid ORDER BY a.rid) = 1"""

@@ -55,10 +55,16 @@ class BadLine:
 
 
 def expand(inputs: list[str], workdir: str, skip: Sequence[str] = ()) -> list[Source]:
-    """Files, directories (searched for event files), globs and `-`, sorted by name so that
-    the order they are given in never matters. `skip`: files never read as events (a
-    snapshot kept beside the logs it checks)."""
+    """Files, directories (searched for event files), globs and `-`, in the order of their
+    absolute paths, then stdin: neither the order they are given in nor how a path is written
+    (`./b`, `/abs/b`, `../x/b`) changes which copy of an event is read first. A file named
+    twice, in any spelling, is read once. `skip`: files never read as events (a snapshot kept
+    beside the logs it checks)."""
     found: dict[str, Source] = {}
+
+    def add(p: str) -> None:  # keyed by the file itself; the label is the first spelling
+        found.setdefault(os.path.realpath(p), Source(p, p))
+
     for item in inputs:
         if item == "-":
             if STDIN not in found:  # `-` twice is stdin once, like any input given twice
@@ -73,15 +79,15 @@ def expand(inputs: list[str], workdir: str, skip: Sequence[str] = ()) -> list[So
                     hint="Event files end in " + ", ".join(EVENT_SUFFIXES) + ".",
                 )
             for p in files:
-                found[str(p)] = Source(str(p), str(p))
+                add(str(p))
         elif path.is_file():
-            found[str(path)] = Source(str(path), str(path))
+            add(str(path))
         elif glob.has_magic(item):
             matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
             if not matches:
                 raise InputError(f"{item}: no files match this pattern")
             for p in matches:
-                found[p] = Source(p, p)
+                add(p)
         elif path.exists():
             raise InputError(f"{item}: not a regular file",
                              hint="To read a pipe, give - and send it to stdin: cmd | usagebill "
@@ -98,8 +104,8 @@ def expand(inputs: list[str], workdir: str, skip: Sequence[str] = ()) -> list[So
         if not os.access(source.path, os.R_OK):
             raise InputError(f"{source.label}: permission denied",
                              hint="Make the file readable for this user, or leave it out.")
-    return [_literal(s, workdir, n)
-            for n, s in enumerate(sorted(found.values(), key=lambda s: s.label))]
+    order = sorted(found.values(), key=lambda s: (s.label == STDIN, os.path.abspath(s.path)))
+    return [_literal(s, workdir, n) for n, s in enumerate(order)]
 
 
 def _literal(source: Source, workdir: str, n: int) -> Source:
