@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
 import json
 import random
 from decimal import Decimal
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -430,6 +432,102 @@ def test_a_closed_period_keeps_the_currency_it_was_issued_in(tmp_path: Path, cli
     assert now["invoices"][0]["total"] == "11.40" and now["adjustments"] == []
     explained = doc(cli, "explain", "--period", "2026-10", "--customer", "cus_a")
     assert (explained["currency"], explained["total"]) == ("USD", "11.40")
+
+
+def test_a_closed_period_keeps_its_issuer_and_invoice_numbers(tmp_path: Path, cli: Any) -> None:
+    (tmp_path / "meters.yaml").write_text(CONFIG + "issuer: {name: Old Co, invoice_prefix: OLD}\n")
+    write_events(tmp_path / "e.jsonl", calls("a", 2))
+    run_cli(cli, "ingest", "e.jsonl")
+    run_cli(cli, "close", "--period", "2026-10")
+    (tmp_path / "meters.yaml").write_text(CONFIG + "issuer: {name: New Co, invoice_prefix: NEW}\n")
+    result = run_cli(cli, "invoice", "--period", "2026-10", "--format", "html", "--output", "h")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "h").iterdir()) == [
+        "OLD-2026-10-cus_a.html", "OLD-2026-10-cus_b.html", "index.html"]
+    page = (tmp_path / "h" / "OLD-2026-10-cus_a.html").read_text()
+    assert "Old Co" in page and "New Co" not in page
+    # the next, open month is the config's
+    result = run_cli(cli, "invoice", "--period", "2026-11", "--format", "html", "--output", "n")
+    assert (tmp_path / "n" / "NEW-2026-11-cus_a.html").exists()
+
+
+@pytest.mark.parametrize("edit", [
+    ("name: Acme, product: pro, start_date: 2026-09-01",
+     "name: Acme, product: pro, start_date: 2026-09-01, timezone: America/New_York"),
+    ("name: Acme, product: pro, start_date: 2026-09-01",
+     "name: Acme, product: pro, start_date: 2026-09-01, billing_anchor: 5"),
+    ("currency: USD", "currency: USD\ntimezone: Asia/Tokyo"),
+    ("start_date: 2026-09-01", "start_date: 2026-10-01"),
+])
+def test_a_customer_cycle_edited_after_closing_moves_no_issued_figure(
+    tmp_path: Path, cli: Any, edit: tuple[str, str]
+) -> None:
+    # The closed cycle's pool was rebuilt from the customer's zone, anchor and start date as
+    # they are now: its usage was looked for in other cycles (an adjustment of -14.10 with
+    # no new data), or its rollover from September dropped.
+    setup(tmp_path)
+    write_events(tmp_path / "e.jsonl", [
+        event("t9", "cus_a", "ai.tokens", "2026-09-10T12:00:00Z", n=40),
+        event("t10", "cus_a", "ai.tokens", "2026-10-10T12:00:00Z", n=120),
+        *calls("c", 3, day=10)])
+    run_cli(cli, "ingest", "e.jsonl")
+    closed = doc(cli, "close", "--period", "2026-10")
+    november = doc(cli, "invoice", "--period", "2026-11")["invoices"]
+    (tmp_path / "meters.yaml").write_text(CONFIG.replace(*edit))
+    now = doc(cli, "invoice", "--period", "2026-10")
+    assert now["invoices"] == closed["invoices"] and now["adjustments"] == []
+    # Sep: 40 of 100 used, 50% of 60 unused = 30 rolls over. Oct: 120 used, 30 of them
+    # rolled over and 90 granted: 10 left, 50% of the 10 unused grant = 5 rolls into Nov.
+    credit = now["invoices"][0]["lines"][-1]
+    assert (credit["rolled_over"], credit["consumed"], credit["remaining"]) == ("30", "120", "10")
+    later = doc(cli, "invoice", "--period", "2026-11")["invoices"]
+    assert later[0]["lines"][-1]["rolled_over"] == november[0]["lines"][-1]["rolled_over"] == "5"
+    explained = doc(cli, "explain", "--period", "2026-10", "--customer", "cus_a")
+    assert explained["total"] == explained["issued_total"] == now["invoices"][0]["total"]
+    ledgers = doc(cli, "credits", "--period", "2026-11", "--customer", "cus_a")
+    cycles = [(dt.datetime.fromisoformat(r["cycle_start"]),
+               dt.datetime.fromisoformat(r["cycle_end"])) for r in ledgers]
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(cycles)), cycles  # no overlap
+
+
+def test_a_customer_removed_after_closing_can_still_be_asked_for(
+    tmp_path: Path, cli: Any
+) -> None:
+    setup(tmp_path)
+    write_events(tmp_path / "e.jsonl", calls("b", 3, customer="cus_b"))
+    run_cli(cli, "ingest", "e.jsonl")
+    closed = doc(cli, "close", "--period", "2026-10")
+    (tmp_path / "meters.yaml").write_text(CONFIG.replace("  - {id: cus_b, name: Bolt, product: "
+                                                         "pro}\n", ""))
+    one = doc(cli, "invoice", "--period", "2026-10", "--customer", "cus_b")
+    assert one["invoices"] == [closed["invoices"][1]] and one["adjustments"] == []
+    explained = doc(cli, "explain", "--period", "2026-10", "--customer", "cus_b")
+    assert explained["total"] == explained["issued_total"] == "10.30"
+    assert run_cli(cli, "invoice", "--period", "2026-10", "--customer", "cus_z").exit_code == 2
+
+
+def test_a_closed_invoice_is_shown_with_its_own_meters_and_pools(
+    tmp_path: Path, cli: Any
+) -> None:
+    setup(tmp_path)
+    write_events(tmp_path / "e.jsonl",
+                 [event("t1", "cus_a", "ai.tokens", "2026-10-10T12:00:00Z", n=5)])
+    run_cli(cli, "ingest", "e.jsonl")
+    run_cli(cli, "close", "--period", "2026-10")
+    # The tokens meter renamed and the pool renamed: nothing about the issued invoice moves.
+    (tmp_path / "meters.yaml").write_text(
+        CONFIG.replace("{id: tokens, name: Tokens", "{id: tok, name: Tokens")
+        .replace("{meter: tokens, credit: ai", "{meter: tok, credit: ai2")
+        .replace("{id: ai, name: AI credits", "{id: ai2, name: Other credits"))
+    now = doc(cli, "invoice", "--period", "2026-10")
+    assert now["warnings"] == [] and now["adjustments"] == []  # tokens were billed, as credits
+    lines = doc(cli, "explain", "--period", "2026-10", "--customer", "cus_a", "--meter",
+                "tokens")["lines"]
+    assert [x["meter_id"] for x in lines] == ["tokens"]
+    result = run_cli(cli, "invoice", "--period", "2026-10", "--format", "html", "--output", "h")
+    assert result.exit_code == 0, result.stderr
+    page = (tmp_path / "h" / "INV-2026-10-cus_a.html").read_text()
+    assert "Drawn from AI credits" in page
 
 
 # -- Explain ------------------------------------------------------------------------------------

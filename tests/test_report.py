@@ -212,6 +212,16 @@ def test_a_date_range_report_has_no_amounts(tmp_path: Path) -> None:
     assert "usage from customer 'stranger'" in page.all_text
 
 
+def test_a_closed_month_reports_the_currency_it_was_issued_in(tmp_path: Path) -> None:
+    config, db = _small(tmp_path)
+    run("close", "-p", PERIOD, "-c", config, "--db", db)
+    config.write_text(config.read_text().replace("version: 1\n", "version: 1\ncurrency: EUR\n"))
+    out = tmp_path / "r.html"
+    run("report", "-p", PERIOD, "-c", config, "--db", db, "-o", out)
+    html = out.read_text()
+    assert "(USD)" in html and "EUR" not in html
+
+
 def test_the_same_figures_give_the_same_bytes(tmp_path: Path) -> None:
     config, db = _small(tmp_path)
     a, b = tmp_path / "a.html", tmp_path / "b.html"

@@ -473,7 +473,7 @@ def invoice(
     ] = None,
 ) -> None:
     """One invoice per configured customer whose billing cycle starts in the period."""
-    from .closing import invoice_document
+    from .closing import as_issued, invoice_document
     from .cycles import parse_month
 
     cfg = _config(config)
@@ -483,8 +483,10 @@ def invoice(
 
         check_options(output, format.value)  # before any work: a missing extra, no --output
     with _store(db) as store:
-        doc = invoice_document(store, cfg, month, customer=customer,
-                               as_of=store.resolve_as_of(as_of))
+        run = store.resolve_as_of(as_of)
+        doc = invoice_document(store, cfg, month, customer=customer, as_of=run)
+        if (closing := store.closing(str(month), run)) is not None:
+            cfg = as_issued(cfg, closing)  # a closed period's documents: its issuer, its numbers
     _render_invoices(doc, format, output, cfg)
 
 
@@ -586,7 +588,8 @@ def close(
         doc = close_period(store, cfg, month)
         run = store.latest_run()
     _render_invoices(doc, format, output)
-    _err(f"closed {month}: {len(doc.invoices)} invoices issued, reflecting runs 1 to {run}")
+    _err(f"closed {month}: {count(len(doc.invoices), 'invoice')} issued, reflecting runs 1 to "
+         f"{run}")
 
 
 @app.command()

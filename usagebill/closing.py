@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from .config import Config
+from .config import Config, Issuer
 from .cycles import Month
 from .errors import OptionError
 from .invoices import (
@@ -37,8 +37,9 @@ def close_period(store: Store, config: Config, month: Month) -> InvoiceDocument:
         )
     doc = build_invoices(store, config, month)
     doc.status = "closed"
+    issuer = config.issuer.model_dump(mode="json") if config.issuer else None
     store.write_closing(
-        str(month), store.latest_run(), doc.to_json(),
+        str(month), store.latest_run(), {**doc.to_json(), "issuer": issuer},
         [(i.customer.id, i.cycle.start, i.cycle.end, to_record(i)) for i in doc.invoices],
     )
     return doc
@@ -54,9 +55,10 @@ def invoice_document(
     if closing is None:
         return build_invoices(store, config, month, customer=customer, as_of=as_of)
     config = as_issued(config, closing)
-    wanted = {c.id for c in select_customers(config, customer)} if customer else None
-    issued = [invoice_from_record(r) for r in store.issued(str(month))
-              if wanted is None or r["customer"]["id"] in wanted]
+    records = store.issued(str(month))
+    if customer and all(r["customer"]["id"] != customer for r in records):
+        select_customers(config, customer)  # an unknown id: the usual error
+    issued = [invoice_from_record(r) for r in records if customer in (None, r["customer"]["id"])]
     # Re-measured with what is stored now, priced as issued: only data makes adjustments.
     current = build_invoices(store, config, month, customer=customer, as_of=as_of,
                              issued={i.customer.id: i for i in issued})
@@ -68,11 +70,16 @@ def invoice_document(
 
 def as_issued(config: Config, closing: dict[str, Any]) -> Config:
     """The config a closed period is shown with: its invoices keep the currency they were
-    issued in, whatever the config says now."""
-    currency = closing.get("currency")
-    if not currency or currency == config.currency:
-        return config
-    return config.model_copy(update={"currency": currency})
+    issued in, and their issuer and numbers, whatever the config says now. (Closings made
+    before the issuer was kept show the config's.)"""
+    update: dict[str, Any] = {}
+    if closing.get("currency") and closing["currency"] != config.currency:
+        update["currency"] = closing["currency"]
+    if "issuer" in closing:
+        issuer = Issuer.model_validate(closing["issuer"]) if closing["issuer"] else None
+        if issuer != config.issuer:
+            update["issuer"] = issuer
+    return config.model_copy(update=update) if update else config
 
 
 def _key(line: dict[str, Any]) -> tuple[str, str]:

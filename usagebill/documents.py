@@ -195,8 +195,9 @@ def _price_notes(line: Line, unit: str, currency: str) -> list[str]:
     return [f"{label} tiers:", *out]
 
 
-def page_line(line: Line, data: dict[str, Any], config: Config) -> PageLine:
-    """One invoice line for the page; `data` is the line of the JSON document."""
+def page_line(line: Line, data: dict[str, Any], config: Config, inv: Invoice) -> PageLine:
+    """One invoice line for the page; `data` is the line of the JSON document. Meters and
+    pools are the invoice's own (an issued one keeps them, whatever the config says now)."""
     amount = group_digits(data["amount"])
     if data["kind"] == "base":
         return PageLine(
@@ -206,13 +207,12 @@ def page_line(line: Line, data: dict[str, Any], config: Config) -> PageLine:
             amount=amount,
         )
     if data["kind"] == "usage":
-        meter = config.meter.get(data["meter_id"])
+        meter = inv.meters.get(data["meter_id"]) or config.meter.get(data["meter_id"])
         unit = (meter.unit if meter else None) or ""
         notes = []
         if "credits" in data:
-            pool = line.pool or (
-                config.credit.get(line.charge.credit or "") if line.charge else None
-            )
+            credit = line.charge.credit if line.charge else None
+            pool = next((x.pool for x in inv.lines if x.credit_id == credit and x.pool), None)
             pool_name = pool.title if pool else "credits"
             notes.append(f"Drawn from {pool_name}: {group_digits(data['credits'])} credits")
         return PageLine(
@@ -272,7 +272,7 @@ def page_invoice(
         period_start=data["period_start"],
         period_end=data["period_end"],
         timezone=zone.key,
-        lines=[page_line(li, d, config) for li, d in zip(inv.lines, data["lines"])],
+        lines=[page_line(li, d, config, inv) for li, d in zip(inv.lines, data["lines"])],
         total=group_digits(data["total"]),
     )
 
@@ -292,8 +292,6 @@ class Documents:
 
 
 def documents(doc: InvoiceDocument, config: Config, ext: str = "html") -> Documents:
-    if doc.currency != config.currency:  # a closed period keeps the currency it was issued in
-        config = config.model_copy(update={"currency": doc.currency})
     data = doc.to_json()
     numbers = [
         invoice_number(config.invoice_prefix, doc.period, i["customer_id"])

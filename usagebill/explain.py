@@ -18,7 +18,7 @@ from .cycles import Month, iso
 from .errors import OptionError
 from .invoices import Invoice, Line, build_invoices, invoice_from_record
 from .meters import MeterCompiler, describe_filter, describe_meter
-from .money import fmt_money, fmt_number
+from .money import count, fmt_money, fmt_number
 from .pricing import Step
 from .sql import Sql
 from .store import Store
@@ -105,10 +105,11 @@ def _line_json(
 def explain(store: Store, config: Config, month: Month, customer: str, *,
             meter: str | None = None, as_of: int | None = None) -> dict[str, Any]:
     """The explanation document (SPEC §8)."""
-    select_meters(config, meter)  # a clear error for an unknown --meter
     if (closing := store.closing(str(month), as_of)) is not None:
         config = as_issued(config, closing)
     inv, issued = _invoice(store, config, month, customer, as_of)
+    if meter is not None and meter not in inv.meters:  # (an issued invoice keeps its meters)
+        select_meters(config, meter)  # a clear error for an unknown --meter
     lines = [
         _line_json(inv.meters, line, config.currency, inv.product.base_price)
         for line in inv.lines
@@ -137,7 +138,8 @@ def explain_text(doc: dict[str, Any]) -> list[str]:
             out.append(f"{x['description']} ({x['meter_id']}): {x['aggregation']}; "
                        f"filter: {x['filter']}")
             skipped = "; ".join(f"{s['events']:,} skipped: {s['reason']}" for s in x["skipped"])
-            out.append(f"  {x['events']:,} events counted" + (f"; {skipped}" if skipped else ""))
+            out.append(f"  {count(x['events'], 'event')} counted"
+                       + (f"; {skipped}" if skipped else ""))
             out.append(f"  quantity {x['quantity']} − free {x['free_units']} = billable "
                        f"{x['billable_units']}")
             if "credits" in x:

@@ -188,14 +188,16 @@ def plan(
 ) -> list[Plan]:
     """Who to bill for which cycle. Customers with an `issued` invoice (a closed period) keep
     its cycle, product and pools: a closed period is re-measured, never re-priced."""
-    plans = []
+    plans, live = [], []
     for c in customers:
         frozen = (issued or {}).get(c.id)
-        if frozen is not None:
-            pools = {x.credit_id: x.pool for x in frozen.lines
-                     if x.kind == "credit" and x.credit_id and x.pool}
+        if frozen is not None:  # its cycle and the pools' opening balances as issued
+            credit = [x for x in frozen.lines if x.kind == "credit" and x.credit_id and x.pool]
+            pools = {x.credit_id: x.pool for x in credit if x.credit_id and x.pool}
+            openings = {x.credit_id: x.entry.rolled_over for x in credit
+                        if x.credit_id and x.entry}
             meters = frozen.meters or _charged_meters(config, frozen.product)  # older records
-            plans.append(Plan(c, frozen.product, frozen.cycle, [frozen.cycle], pools,
+            plans.append(Plan(c, frozen.product, frozen.cycle, [frozen.cycle], pools, openings,
                               meters=meters))
             continue
         tz = config.customer_timezone(c)
@@ -207,7 +209,10 @@ def plan(
         plans.append(
             Plan(c, product, cycle, [cycle], pools, meters=_charged_meters(config, product))
         )
-    pooled = [p for p in plans if p.pools]
+        live.append(plans[-1])
+    # A live plan's pools run from the start of their history (a closed plan's do not: a
+    # config edit since, of the time zone, anchor or start_date, must not move them).
+    pooled = [p for p in live if p.pools]
     firsts = _first_events(
         store, [p.customer.id for p in pooled if not p.customer.start_date], as_of
     )
@@ -269,9 +274,13 @@ def build_invoices(
     """The invoices of every configured customer (or one) whose cycle starts in `month`.
     `issued` holds a closed period's invoices: their customers are priced as issued, also
     those the config no longer has."""
-    customers = select_customers(config, customer)
-    customers += [i.customer for cid, i in sorted((issued or {}).items())
-                  if cid not in config.customer and customer in (None, cid)]
+    issued = issued or {}
+    removed = [i.customer for cid, i in sorted(issued.items())
+               if cid not in config.customer and customer in (None, cid)]
+    if customer is not None and removed:  # the one asked for has left the config since
+        customers = removed
+    else:
+        customers = select_customers(config, customer) + removed
     plans = plan(store, config, month, customers, as_of, issued)
     warnings: list[Warning] = []
     measured, unmetered = measure_plans(store, config, plans, as_of)
@@ -435,13 +444,15 @@ def _cycle_warnings(
 ) -> list[Warning]:
     """Usage that would otherwise go unbilled without a word."""
     out = []
-    charged = {ch.meter for ch in p.product.charges if ch.meter in config.meter}
+    # The charged meters as the plan bills them (a closed period's as issued, whatever the
+    # config calls them now).
+    charged = {m: p.meters[m] for m in (ch.meter for ch in p.product.charges) if m in p.meters}
     # Events a charged meter also looks at are billed through it (an analytics meter such as
     # unique users over api.call is not a gap); only events no charge looks at are. A
     # filtered meter beside a differently filtered charged one (HD images where only standard
     # ones are priced) selects events no charge looks at, unless a charged meter takes all.
-    billed_names = {config.meter[m].event_name for m in charged}
-    open_names = {config.meter[m].event_name for m in charged if config.meter[m].filter is None}
+    billed_names = {m.event_name for m in charged.values()}
+    open_names = {m.event_name for m in charged.values() if m.filter is None}
     cid = p.customer.id
     for m in config.meters:
         got = now.get(m.id)
@@ -549,12 +560,16 @@ def credit_ledgers(
     out = []
     for (cid, pid), (c, pool, entries) in pools.items():
         if issued := closed.get(cid, {}).get(pid, []):
-            # by cycle start in UTC: a local midnight that happens twice equals no other zone's
-            cycles = {_utc(e.cycle.start): e for e in [*between.get((cid, pid), []), *entries]}
+            # by cycle start in UTC: a local midnight that happens twice equals no other zone's;
+            # a live cycle overlapping an issued one (the anchor or zone edited since) gives way
+            closed_cycles = [e.cycle for _, e in issued]
+            cycles = {_utc(e.cycle.start): e for e in [*between.get((cid, pid), []), *entries]
+                      if not any(c.start < e.cycle.end and e.cycle.start < c.end
+                                 for c in closed_cycles)}
             cycles.update((_utc(e.cycle.start), e) for _, e in issued)
             entries = [cycles[k] for k in sorted(cycles)]
         out.append((c, pool, entries))
-    return out
+    return sorted(out, key=lambda x: x[0].id)  # pools only closed cycles have, in their place
 
 
 def _utc(t: dt.datetime) -> dt.datetime:

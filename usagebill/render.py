@@ -260,10 +260,10 @@ def invoice_table(doc: InvoiceDocument, out: Console) -> None:
             Text(f"Adjustment since closing, {adj['customer_id']}: {adj['total_difference']} {cur}")
         )
         for line in adj["lines"]:
-            what = line.get("meter_id") or line.get("credit_id") or line["kind"]
+            what = line.get("meter_id") or line.get("credit_id")
             out.print(
                 Text(
-                    f"  {line['kind']} {what}: issued {line['issued']}, now "
+                    f"  {line['kind']}{' ' + what if what else ''}: issued {line['issued']}, now "
                     f"{line['current']}, difference {line['difference']}"
                 )
             )

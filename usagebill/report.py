@@ -218,8 +218,10 @@ def build_report(
     top_amounts: list[TopRow] | None = None
     invoices_total = ""
     invoices_note = ""
+    currency = config.currency
     if isinstance(period, Month):
         doc = invoice_document(store, config, period, as_of=as_of)  # as `invoice` shows it
+        currency = doc.currency  # a closed month's, as issued
         data = doc.to_json()
         warnings = [w["message"] for w in data["warnings"]]
         grand = total(i.total for i in doc.invoices)
@@ -260,7 +262,7 @@ def build_report(
         period_end=now_json["period_end"],
         timezone=config.timezone,
         meters=sections,
-        currency=config.currency,
+        currency=currency,
         top_amounts=top_amounts,
         invoices_total=invoices_total,
         invoices_note=invoices_note,

@@ -334,13 +334,17 @@ class Store:
 
     def closing(self, period: str, as_of: int | None = None) -> dict[str, Any] | None:
         """The closing of `period`, if it happened (by run `as_of`)."""
-        rows = self.query("SELECT run, closed_at, json_extract_string(document, '$.currency') "
-                          "FROM closings WHERE period = ?"
+        rows = self.query("SELECT run, closed_at, document->>'currency', "
+                          "(document->'issuer')::VARCHAR FROM closings WHERE period = ?"
                           + ("" if as_of is None else " AND run <= ?"),
                           [period] if as_of is None else [period, as_of])
         if not rows:
             return None
-        return {"run": rows[0][0], "closed_at": rows[0][1], "currency": rows[0][2]}
+        run, closed_at, currency, issuer = rows[0]
+        out = {"run": run, "closed_at": closed_at, "currency": currency}
+        if issuer is not None:  # closings made before the issuer was kept have none
+            out["issuer"] = json.loads(issuer)
+        return out
 
     def issued(self, period: str) -> list[dict[str, Any]]:
         """The invoice records issued when `period` was closed."""
