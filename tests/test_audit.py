@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import itertools
 import json
 import random
 from decimal import Decimal
@@ -451,16 +450,17 @@ def test_a_closed_period_keeps_its_issuer_and_invoice_numbers(tmp_path: Path, cl
     assert (tmp_path / "n" / "NEW-2026-11-cus_a.html").exists()
 
 
-@pytest.mark.parametrize("edit", [
-    ("name: Acme, product: pro, start_date: 2026-09-01",
-     "name: Acme, product: pro, start_date: 2026-09-01, timezone: America/New_York"),
-    ("name: Acme, product: pro, start_date: 2026-09-01",
-     "name: Acme, product: pro, start_date: 2026-09-01, billing_anchor: 5"),
-    ("currency: USD", "currency: USD\ntimezone: Asia/Tokyo"),
-    ("start_date: 2026-09-01", "start_date: 2026-10-01"),
+@pytest.mark.parametrize(("edit", "first"), [
+    (("name: Acme, product: pro, start_date: 2026-09-01",
+      "name: Acme, product: pro, start_date: 2026-09-01, timezone: America/New_York"), 9),
+    # the start date, 1 Sep, falls in the cycle starting 5 Aug
+    (("name: Acme, product: pro, start_date: 2026-09-01",
+      "name: Acme, product: pro, start_date: 2026-09-01, billing_anchor: 5"), 8),
+    (("currency: USD", "currency: USD\ntimezone: Asia/Tokyo"), 9),
+    (("start_date: 2026-09-01", "start_date: 2026-10-01"), 10),  # no September cycle now
 ])
 def test_a_customer_cycle_edited_after_closing_moves_no_issued_figure(
-    tmp_path: Path, cli: Any, edit: tuple[str, str]
+    tmp_path: Path, cli: Any, edit: tuple[str, str], first: int
 ) -> None:
     # The closed cycle's pool was rebuilt from the customer's zone, anchor and start date as
     # they are now: its usage was looked for in other cycles (an adjustment of -14.10 with
@@ -485,9 +485,80 @@ def test_a_customer_cycle_edited_after_closing_moves_no_issued_figure(
     explained = doc(cli, "explain", "--period", "2026-10", "--customer", "cus_a")
     assert explained["total"] == explained["issued_total"] == now["invoices"][0]["total"]
     ledgers = doc(cli, "credits", "--period", "2026-11", "--customer", "cus_a")
-    cycles = [(dt.datetime.fromisoformat(r["cycle_start"]),
-               dt.datetime.fromisoformat(r["cycle_end"])) for r in ledgers]
-    assert all(a[1] <= b[0] for a, b in itertools.pairwise(cycles)), cycles  # no overlap
+    # every billing period once, in order (an issued cycle stands for its month)
+    assert [r["cycle_start"][:7] for r in ledgers] == [f"2026-{m:02d}" for m in range(first, 12)]
+
+
+POOL_CONFIG = """\
+version: 1
+currency: USD
+timezone: UTC
+meters:
+  - {id: tok, name: Tokens, event_name: tok, aggregation: {type: sum, key: n}}
+credits:
+  - {id: c50, name: C50, per_cycle: 100, rollover_percent: 50, overage_unit_price: "0.10"}
+products:
+  - {id: p, name: P, charges: [{meter: tok, credit: c50, units_per_credit: 10}]}
+customers:
+  - {id: a, name: A, product: p}
+"""
+
+
+def ledger_of(cli: Any, period: str, config: str = "meters.yaml") -> list[tuple[str, ...]]:
+    rows = doc(cli, "credits", "--period", period, "-c", config)
+    return [(r["cycle_start"][:7], r["rolled_over"], r["consumed"], r["carried"]) for r in rows]
+
+
+def test_a_void_into_a_closed_month_moves_no_later_rollover(tmp_path: Path, cli: Any) -> None:
+    # The void removed August's only event, so the pool's history seemed to start in
+    # October, and the closed August's 45 credits no longer rolled into September.
+    (tmp_path / "meters.yaml").write_text(POOL_CONFIG)
+    write_events(tmp_path / "e.jsonl", [
+        event("a1", "a", "tok", "2026-08-05T00:00:00Z", n=100),
+        event("o1", "a", "tok", "2026-10-10T00:00:00Z", n=300)])
+    run_cli(cli, "ingest", "e.jsonl")
+    run_cli(cli, "close", "--period", "2026-08")
+    write_events(tmp_path / "v.jsonl", [{"event_id": "v1", "void": "a1"}])
+    run_cli(cli, "ingest", "v.jsonl")
+    # Aug as issued: 10 credits of 100, 50% of 90 = 45 over. Sep: 45 in, none used, 50% of
+    # the 100 unused grant = 50 over. Oct: 50 in, 30 used from them, 50 over again.
+    assert ledger_of(cli, "2026-11") == [
+        ("2026-08", "0", "10", "45"), ("2026-09", "45", "0", "50"),
+        ("2026-10", "50", "30", "50"), ("2026-11", "50", "0", "50")]
+
+
+def test_closing_a_cycle_before_the_history_keeps_the_ledger_whole(
+    tmp_path: Path, cli: Any
+) -> None:
+    (tmp_path / "meters.yaml").write_text(POOL_CONFIG)
+    write_events(tmp_path / "e.jsonl", [event("o1", "a", "tok", "2026-10-10T00:00:00Z", n=300)])
+    run_cli(cli, "ingest", "e.jsonl")
+    before = ledger_of(cli, "2026-11")
+    # History from October: 30 of 100 used, 50% of 70 = 35 over.
+    assert before == [("2026-10", "0", "30", "35"), ("2026-11", "35", "0", "50")]
+    run_cli(cli, "close", "--period", "2026-08")
+    # August and September stand alone (nothing carried), then the same October and November.
+    assert ledger_of(cli, "2026-11") == [("2026-08", "0", "0", "0"), ("2026-09", "0", "0", "0"),
+                                         *before]
+    explained = doc(cli, "explain", "--period", "2026-08", "--customer", "a")
+    assert explained["lines"][-1]["carries_over"] == "0"
+
+
+def test_a_time_zone_ahead_of_utc_keeps_the_closed_carry(tmp_path: Path, cli: Any) -> None:
+    # Berlin's November starts an hour before the issued (UTC) October ends: the closed
+    # October was not found, and November's rollover was recomputed (2.5 instead of 50).
+    (tmp_path / "meters.yaml").write_text(POOL_CONFIG)
+    write_events(tmp_path / "e.jsonl", [
+        event("s1", "a", "tok", "2026-09-10T00:00:00Z", n=100),
+        event("n1", "a", "tok", "2026-11-10T00:00:00Z", n=200)])
+    run_cli(cli, "ingest", "e.jsonl")
+    run_cli(cli, "close", "--period", "2026-10")  # Oct: 45 in, none used, 50 over
+    (tmp_path / "berlin.yaml").write_text(POOL_CONFIG.replace("timezone: UTC",
+                                                              "timezone: Europe/Berlin"))
+    nov = doc(cli, "invoice", "--period", "2026-11", "-c", "berlin.yaml")["invoices"][0]
+    assert nov["lines"][-1]["rolled_over"] == "50"
+    assert [m for m, *_ in ledger_of(cli, "2026-12", "berlin.yaml")] == [
+        "2026-09", "2026-10", "2026-11", "2026-12"]
 
 
 def test_a_customer_removed_after_closing_can_still_be_asked_for(

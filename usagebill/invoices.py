@@ -91,6 +91,9 @@ class Invoice:
     # The definitions of the meters its product charges, as billed: a closed period is
     # re-measured with these, so editing a meter later makes no adjustment.
     meters: dict[str, Meter] = field(default_factory=dict)
+    # Whether its pools' history had started (a cycle before it carries nothing on): a later
+    # cycle runs on from the latest closed one that had.
+    started: bool = True
 
     @property
     def total(self) -> Decimal:
@@ -188,17 +191,17 @@ def plan(
 ) -> list[Plan]:
     """Who to bill for which cycle. Customers with an `issued` invoice (a closed period) keep
     its cycle, product and pools: a closed period is re-measured, never re-priced."""
-    plans, live = [], []
+    plans, live = [], set()
     for c in customers:
         frozen = (issued or {}).get(c.id)
-        if frozen is not None:  # its cycle and the pools' opening balances as issued
+        if frozen is not None:  # the customer, cycle and pools' opening balances as issued
             credit = [x for x in frozen.lines if x.kind == "credit" and x.credit_id and x.pool]
             pools = {x.credit_id: x.pool for x in credit if x.credit_id and x.pool}
             openings = {x.credit_id: x.entry.rolled_over for x in credit
                         if x.credit_id and x.entry}
             meters = frozen.meters or _charged_meters(config, frozen.product)  # older records
-            plans.append(Plan(c, frozen.product, frozen.cycle, [frozen.cycle], pools, openings,
-                              meters=meters))
+            plans.append(Plan(frozen.customer, frozen.product, frozen.cycle, [frozen.cycle],
+                              pools, openings, meters=meters))
             continue
         tz = config.customer_timezone(c)
         cycle = cycle_for(month, c.billing_anchor, tz)
@@ -209,37 +212,34 @@ def plan(
         plans.append(
             Plan(c, product, cycle, [cycle], pools, meters=_charged_meters(config, product))
         )
-        live.append(plans[-1])
-    # A live plan's pools run from the start of their history (a closed plan's do not: a
-    # config edit since, of the time zone, anchor or start_date, must not move them).
-    pooled = [p for p in live if p.pools]
+        live.add(id(plans[-1]))
+    # A pool's history runs on from the latest closed cycle, from what it carried over, so
+    # rollover into later cycles never moves (whatever arrived for closed cycles since, and
+    # however the config was edited). Before any closing it runs from the start date, or else
+    # from the cycle of the first event; a cycle before that stands alone, carrying nothing.
+    pooled = [p for p in plans if p.pools]
     firsts = _first_events(
         store, [p.customer.id for p in pooled if not p.customer.start_date], as_of
     )
     for p in pooled:
-        tz = config.customer_timezone(p.customer)
-        if p.customer.start_date:
-            begin = local_midnight(p.customer.start_date, tz)
-        elif p.customer.id in firsts and firsts[p.customer.id] < p.cycle.end:
-            begin = firsts[p.customer.id]
-        else:  # the history starts later: this cycle stands alone and carries nothing on
+        c, tz = p.customer, config.customer_timezone(p.customer)
+        start = local_midnight(c.start_date, tz) if c.start_date else None
+        closed = store.issued_before(c.id, str(p.cycle.month), as_of) if id(p) in live else None
+        if closed is not None:
+            issued = invoice_from_record(closed)
+            p.history = [x for x in cycles_from(issued.cycle.month.next(), month,
+                                                c.billing_anchor, tz)[:-1]
+                         if start is None or x.end > start] + [p.cycle]
+            p.openings = {line.credit_id: line.entry.carried for line in issued.lines
+                          if line.kind == "credit" and line.credit_id and line.entry}
+            continue
+        if start is None and not (c.id in firsts and firsts[c.id] < p.cycle.end):
             p.started = False
             continue
-        first = cycle_containing(min(begin, p.cycle.start), p.customer.billing_anchor, tz)
-        p.history = cycles_from(first.month, month, p.customer.billing_anchor, tz)
-    # A closed cycle's pool keeps its issued figures: the ledger restarts after the latest
-    # one, from what it carried over, so rollover into later cycles never moves. A cycle
-    # closed before the history starts carries nothing into it.
-    for p in pooled:
-        closed = store.issued_before(p.customer.id, p.cycle.start, as_of)
-        if closed is None:
-            continue
-        issued = invoice_from_record(closed)
-        if issued.cycle.end <= p.history[0].start:  # older records carried from before it
-            continue
-        p.history = [c for c in p.history if c.start >= issued.cycle.end] or [p.cycle]
-        p.openings = {line.credit_id: line.entry.carried for line in issued.lines
-                      if line.kind == "credit" and line.credit_id and line.entry}
+        if id(p) in live:  # (a closed plan keeps its issued cycle)
+            begin = start if start is not None else firsts[c.id]
+            first = cycle_containing(min(begin, p.cycle.start), c.billing_anchor, tz)
+            p.history = cycles_from(first.month, month, c.billing_anchor, tz)
     return plans
 
 
@@ -436,7 +436,7 @@ def _invoice(
                     p.customer.id,
                 )
             )
-    return Invoice(p.customer, product, p.cycle, lines, p.meters)
+    return Invoice(p.customer, product, p.cycle, lines, p.meters, p.started)
 
 
 def _cycle_warnings(
@@ -557,23 +557,29 @@ def credit_ledgers(
     for c in customers:
         for pid, issued in closed.get(c.id, {}).items():
             pools.setdefault((c.id, pid), (c, issued[-1][0], []))
-    out = []
-    for (cid, pid), (c, pool, entries) in pools.items():
-        if issued := closed.get(cid, {}).get(pid, []):
-            # by cycle start in UTC: a local midnight that happens twice equals no other zone's;
-            # a live cycle overlapping an issued one (the anchor or zone edited since) gives way
-            closed_cycles = [e.cycle for _, e in issued]
-            cycles = {_utc(e.cycle.start): e for e in [*between.get((cid, pid), []), *entries]
-                      if not any(c.start < e.cycle.end and e.cycle.start < c.end
-                                 for c in closed_cycles)}
-            cycles.update((_utc(e.cycle.start), e) for _, e in issued)
-            entries = [cycles[k] for k in sorted(cycles)]
-        out.append((c, pool, entries))
+    # By billing period: an issued cycle stands for its month, whatever anchor or time zone
+    # the config gives the customer now.
+    merged: dict[tuple[str, str], dict[Month, LedgerEntry]] = {}
+    for key, (c, pool, entries) in pools.items():
+        if issued := closed.get(c.id, {}).get(pool.id, []):
+            merged[key] = {e.cycle.month: e for e in [*between.get(key, []), *entries]}
+            merged[key].update((e.cycle.month, e) for _, e in issued)
+    # A month still missing (an open cycle before the pool's history starts, after a closed
+    # one) is measured on its own, so that the ledger runs cycle after cycle.
+    gaps: dict[Month, dict[str, Customer]] = {}
+    for (cid, pid), cycles in merged.items():
+        m = min(cycles)
+        while m < month:
+            if m not in cycles:
+                gaps.setdefault(m, {})[cid] = pools[(cid, pid)][0]
+            m = m.next()
+    for m, group in gaps.items():
+        for c, pool, entries in _live_ledgers(store, config, m, list(group.values()), as_of):
+            if (c.id, pool.id) in merged and entries and entries[-1].cycle.month == m:
+                merged[(c.id, pool.id)].setdefault(m, entries[-1])
+    out = [(c, pool, [merged[key][m] for m in sorted(merged[key])] if key in merged else entries)
+           for key, (c, pool, entries) in pools.items()]
     return sorted(out, key=lambda x: x[0].id)  # pools only closed cycles have, in their place
-
-
-def _utc(t: dt.datetime) -> dt.datetime:
-    return t.astimezone(dt.timezone.utc)
 
 
 def _live_ledgers(
@@ -680,7 +686,8 @@ def invoice_from_record(data: dict[str, Any]) -> Invoice:
     return Invoice(Customer.model_validate(data["customer"]),
                    Product.model_validate(data["product"]), _cycle(data["cycle"]),
                    [_line(x) for x in data["lines"]],
-                   {k: _meter(v) for k, v in (data.get("meters") or {}).items()})
+                   {k: _meter(v) for k, v in (data.get("meters") or {}).items()},
+                   data.get("started", True))
 
 
 def _meter_record(meter: Meter) -> dict[str, Any]:

@@ -352,11 +352,14 @@ class Store:
                           [period])
         return [json.loads(r[0]) for r in rows]
 
-    def issued_before(self, customer_id: str, before: dt.datetime,
+    def issued_before(self, customer_id: str, period: str,
                       as_of: int | None = None) -> dict[str, Any] | None:
-        """The latest invoice record issued to a customer for a cycle ending by `before`."""
-        rows = self._issued("i.customer_id = ? AND i.period_end <= ?", [customer_id, before],
-                            as_of, "i.period_end DESC LIMIT 1")
+        """The latest invoice record issued to a customer for a period before `period` (by
+        billing period: a time zone or anchor edited since may have moved the cycles) whose
+        credit pools had started their history."""
+        rows = self._issued("i.customer_id = ? AND i.period < ? AND coalesce(i.record->>"
+                            "'started', 'true') = 'true'", [customer_id, period],
+                            as_of, "i.period DESC LIMIT 1")
         return rows[0][1] if rows else None
 
     def issued_up_to(self, period: str, as_of: int | None = None) -> list[tuple[str, Any]]:
