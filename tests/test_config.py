@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 
@@ -266,3 +268,22 @@ def test_ten_thousand_meters_validate() -> None:
 def test_fixture_configs_are_valid() -> None:
     for path in DATA.glob("*.yaml"):
         load_config(path)
+
+
+def test_time_zones_come_from_the_tzdata_package() -> None:
+    # The system's zone files differ between machines (and lag): every machine must cut the
+    # same cycles, so zones are read from the `tzdata` package usagebill installs.
+    import tzdata
+
+    from usagebill.config import zone
+
+    berlin = zone("Europe/Berlin")
+    assert berlin is zone("Europe/Berlin") and berlin.key == "Europe/Berlin"
+    packaged = Path(tzdata.__file__).parent / "zoneinfo" / "America" / "Vancouver"
+    with packaged.open("rb") as f:
+        expected = ZoneInfo.from_file(f, key="America/Vancouver")
+    when = dt.datetime(2026, 11, 15, 12)
+    assert zone("America/Vancouver").utcoffset(when) == expected.utcoffset(when)
+    for bad in ("Mars/Olympus", "../../etc/passwd"):
+        with pytest.raises((ZoneInfoNotFoundError, ValueError)):
+            zone(bad)

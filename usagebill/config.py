@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import re
 import typing
 from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
-from functools import cached_property
+from functools import cache, cached_property
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -306,15 +308,34 @@ class Config(_Model):
         return {c.id: c for c in self.customers}
 
     def customer_timezone(self, customer: Customer) -> ZoneInfo:
-        return ZoneInfo(customer.timezone or self.timezone)
+        return zone(customer.timezone or self.timezone)
 
     @property
     def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
+        return zone(self.timezone)
 
     @property
     def invoice_prefix(self) -> str:
         return self.issuer.invoice_prefix if self.issuer else "INV"
+
+
+_ZONE_KEY = re.compile(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*")
+
+
+@cache
+def zone(key: str) -> ZoneInfo:
+    """A time zone from the `tzdata` package usagebill depends on, not the system's files:
+    those differ from machine to machine and lag (a system with 2025b puts Vancouver's
+    November 2026 an hour off 2026f's), and every machine must bill the same cycles. A key
+    the package lacks is looked up as usual. One object per key: datetimes in one zone
+    compare as local times."""
+    if _ZONE_KEY.fullmatch(key):
+        try:
+            with resources.files("tzdata").joinpath("zoneinfo", *key.split("/")).open("rb") as f:
+                return ZoneInfo.from_file(f, key=key)
+        except (OSError, ValueError, ModuleNotFoundError):
+            pass
+    return ZoneInfo(key)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -635,7 +656,7 @@ def _check_zones(config: Config, known: Known) -> Iterable[Problem]:
     ]
     for path, name in places:
         try:
-            ZoneInfo(name)
+            zone(name)
         except (ZoneInfoNotFoundError, ValueError):
             import zoneinfo
 

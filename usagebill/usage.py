@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from .config import Config, Meter, suggest
-from .cycles import Period, iso
+from .cycles import Period, iso, local_midnight
 from .errors import OptionError
 from .meters import SKIP_REASONS, MeterCompiler
 from .money import ZERO, fmt_number, plain
@@ -178,16 +178,18 @@ def usage_report(
     meters = select_meters(config, meter)
     lo, hi = period.window(config.tz)
     events = store.effective_events(lo, hi, as_of)
-    day = Sql("timezone(?, ts)::DATE AS day, ", (config.timezone,)) if by_day else Sql("")
-    source = (
-        Sql("SELECT customer_id, ")
-        + day
-        + "event_name, ts, event_id, metadata FROM ("
-        + events
-        + ")"
-    )
+    source = Sql("SELECT customer_id, event_name, ts, event_id, metadata FROM (") + events + ")"
     if customer is not None:
         source = source + Sql(" WHERE customer_id = ?", (customer,))
+    if by_day:  # each event's local day, by the day's first instant as Python's zone data
+        # has it (DuckDB's own zone data may differ, and cycles are Python's)
+        days = [lo.date() + dt.timedelta(n) for n in range((hi.date() - lo.date()).days + 1)]
+        starts = [local_midnight(d, config.tz) for d in days]
+        source = (
+            Sql("SELECT e.*, d.day FROM (") + source
+            + Sql(") e ASOF JOIN (SELECT unnest(?::DATE[]) AS day, unnest(?::TIMESTAMPTZ[]) AS "
+                  "first) d ON e.ts >= d.first", (days, starts))
+        )
     group_by = ["customer_id", "day"] if by_day else ["customer_id"]
     measured = measure(store, meters, source, group_by)
 
