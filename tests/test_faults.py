@@ -263,6 +263,11 @@ def test_spill_files_a_killed_run_left_are_removed_by_the_next_writer(tmp_path: 
     assert all(f.exists() for f in left)
     assert run("ingest", "--db", str(db), "e.jsonl", cwd=tmp_path)[0] == 0
     assert sorted(p.name for p in spills.iterdir()) == ["notes.txt"]
+    # through a link to the database: DuckDB spills next to the file the link leads to
+    left[1].write_bytes(bytes(1000))
+    (tmp_path / "link.duckdb").symlink_to(db)
+    assert run("ingest", "--db", "link.duckdb", "e.jsonl", cwd=tmp_path)[0] == 0
+    assert sorted(p.name for p in spills.iterdir()) == ["notes.txt"]
 
 
 # -- two processes -----------------------------------------------------------------------------

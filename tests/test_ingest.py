@@ -266,6 +266,29 @@ def test_how_a_path_is_written_never_changes_which_copy_is_first(
         assert [(e, c) for e, c, *_ in stored(store)] == [("e1", "cus_a")]
 
 
+def test_links_never_change_which_copy_is_first_or_which_file_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sorted by the first spelling's path, a link to z.jsonl named b_link came before m.jsonl
+    # and its copy won; `dirlink/../a.jsonl` read ./a.jsonl, not where the link leads.
+    monkeypatch.chdir(tmp_path)
+    write_events(tmp_path / "z.jsonl", [event("e1", customer="cus_z")])
+    write_events(tmp_path / "m.jsonl", [event("e1", customer="cus_m")])
+    (tmp_path / "b_link.jsonl").symlink_to(tmp_path / "z.jsonl")
+    (tmp_path / "other" / "sub").mkdir(parents=True)
+    write_events(tmp_path / "other" / "a.jsonl", [event("there")])
+    (tmp_path / "w").mkdir()
+    write_events(tmp_path / "w" / "a.jsonl", [event("here")])
+    (tmp_path / "w" / "dirlink").symlink_to(tmp_path / "other" / "sub")
+    for order in (["b_link.jsonl", "m.jsonl", "z.jsonl"], ["z.jsonl", "m.jsonl", "b_link.jsonl"]):
+        with Store.open(None) as store:
+            store.ingest(order)
+            assert [(e, c) for e, c, *_ in stored(store)] == [("e1", "cus_m")]
+    with Store.open(None) as store:
+        store.ingest(["w/dirlink/../a.jsonl"])
+        assert [e for e, *_ in stored(store)] == ["there"]
+
+
 def test_repeats_across_runs(store: Store, tmp_path: Path) -> None:
     first = write_events(tmp_path / "first.jsonl", [event("e1"), event("e2")])
     store.ingest([str(first)])
@@ -432,11 +455,24 @@ def test_a_linked_folder_is_searched_once_and_a_broken_link_is_an_error(
     (logs / "sub" / "gone.jsonl").symlink_to(tmp_path / "missing.jsonl")
     with pytest.raises(InputError) as e:
         store.ingest([str(logs)])
-    assert e.value.message == f"{logs / 'sub' / 'gone.jsonl'}: a link to a file that does not exist"
+    assert e.value.message == (
+        f"{logs / 'sub' / 'gone.jsonl'}: a link that leads nowhere (missing, or a loop)")
     (logs / "sub" / "gone.jsonl").unlink()
     result = store.ingest([str(logs)])
     assert [Path(f).name for f in result.files] == ["old.jsonl", "new.jsonl"]
     assert [e for e, *_ in stored(store)] == ["new", "old"]
+
+
+def test_a_linked_folder_that_leads_nowhere_is_an_error(store: Store, tmp_path: Path) -> None:
+    # (an unmounted archive: its events were missing without a word)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    write_events(logs / "a.jsonl", [event("a")])
+    (logs / "2026-09").symlink_to(tmp_path / "mnt" / "archive")
+    with pytest.raises(InputError) as e:
+        store.ingest([str(logs)])
+    assert e.value.message == f"{logs / '2026-09'}: a link that leads nowhere (missing, or a loop)"
+    assert state(store) == [[], [], [], []]
 
 
 def test_a_glob_is_expanded_and_files_given_twice_are_read_once(

@@ -289,6 +289,8 @@ def damaged_gzip(n: int) -> bytes:
         ("garbage.jsonl.gz", lambda: bytes(gzip.compress(b"".join(ok(i) + b"\n" for i in
          range(500))))[:300] + b"\x00garbage" * 200, "invalid"),
         ("plain.jsonl.gz", lambda: ok(1) + b"\n", "incorrect header check"),
+        ("BAD.JSONL.GZ", lambda: damaged_gzip(20_000), "incorrect data check"),  # DuckDB's too
+        ("zeros.jsonl.gz", lambda: bytes(5000), "unknown compression method"),  # a crash's leftover
     ],
 )
 def test_a_damaged_gzip_file_stores_nothing_and_says_so(

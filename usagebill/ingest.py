@@ -517,11 +517,15 @@ def _batch(
     con = store.con
     labels = [f.label for f in batch]
     gzipped = [f for f in batch if f.gzipped and f.label not in exact]  # (`sanitize` checks)
-    with ThreadPoolExecutor(1) as pool:  # zlib checks the gzip files while DuckDB stages
-        checked = pool.submit(lambda: [sources.check_gzip(f) for f in gzipped])
+    pool, stop = ThreadPoolExecutor(1), threading.Event()
+    try:  # zlib checks the gzip files while DuckDB stages
+        checked = pool.submit(lambda: [sources.check_gzip(f, stop) for f in gzipped])
         with _polling(con, tick):
             _stage(store, batch, exact)
         checked.result()  # a damaged file: InputError, the run rolls back
+    finally:
+        stop.set()  # stopped early (Ctrl-C, a refused batch): no need to wait for the check
+        pool.shutdown(wait=False)
     con.execute(BASES_SQL)
     # Every repeat of a stored event_id is compared with the stored version; then corrections
     # are checked; only then are the batch's own repeats compared with their first accepted

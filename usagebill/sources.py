@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ class Source:
 
     @property
     def gzipped(self) -> bool:
-        return self.path.endswith(".gz")
+        return self.path.lower().endswith(".gz")  # as DuckDB's reader decides
 
     @property
     def size(self) -> int:
@@ -56,10 +57,10 @@ class BadLine:
 
 def expand(inputs: list[str], workdir: str, skip: Sequence[str] = ()) -> list[Source]:
     """Files, directories (searched for event files), globs and `-`, in the order of their
-    absolute paths, then stdin: neither the order they are given in nor how a path is written
-    (`./b`, `/abs/b`, `../x/b`) changes which copy of an event is read first. A file named
-    twice, in any spelling, is read once. `skip`: files never read as events (a snapshot kept
-    beside the logs it checks)."""
+    real paths (links resolved), then stdin: neither the order they are given in nor how a
+    path is written (`./b`, `/abs/b`, `../x/b`, a link) changes which copy of an event is read
+    first. A file named twice, in any spelling, is read once. `skip`: files never read as
+    events (a snapshot kept beside the logs it checks)."""
     found: dict[str, Source] = {}
 
     def add(p: str) -> None:  # keyed by the file itself; the label is the first spelling
@@ -104,16 +105,16 @@ def expand(inputs: list[str], workdir: str, skip: Sequence[str] = ()) -> list[So
         if not os.access(source.path, os.R_OK):
             raise InputError(f"{source.label}: permission denied",
                              hint="Make the file readable for this user, or leave it out.")
-    order = sorted(found.values(), key=lambda s: (s.label == STDIN, os.path.abspath(s.path)))
-    return [_literal(s, workdir, n) for n, s in enumerate(order)]
+    order = sorted(found.items(), key=lambda kv: (kv[1].label == STDIN, kv[0]))
+    return [_literal(s, workdir, n) for n, (_, s) in enumerate(order)]
 
 
 def _literal(source: Source, workdir: str, n: int) -> Source:
     """DuckDB reads every path as a pattern (and `~` at its start as home): a file named
-    `events[1].jsonl` would read `events1.jsonl`. Paths are made absolute, and a file whose
-    path has `*`, `?` or `[` is read through a link with a plain name (a copy where links
-    cannot be made)."""
-    path = os.path.abspath(source.path)
+    `events[1].jsonl` would read `events1.jsonl`. The real path is read (`link/../a.jsonl` is
+    where the link leads, as the OS has it), and a file whose path has `*`, `?` or `[` through
+    a link with a plain name (a copy where links cannot be made)."""
+    path = os.path.realpath(source.path)
     if not glob.has_magic(path):
         return Source(source.label, path)
     link = os.path.join(workdir, f"input-{n}" + (".jsonl.gz" if source.gzipped else ".jsonl"))
@@ -141,13 +142,13 @@ def _event_files(directory: Path) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for n in names:
             path = os.path.join(root, n)
-            if not n.endswith(EVENT_SUFFIXES) or n.startswith("."):
+            if n.startswith("."):
                 continue
-            if os.path.isfile(path):
+            if not os.path.exists(path):  # a link to a folder or file not there (unmounted?)
+                raise InputError(f"{path}: a link that leads nowhere (missing, or a loop)",
+                                 hint="Restore what it points to, or remove the link.")
+            if n.endswith(EVENT_SUFFIXES) and os.path.isfile(path):
                 files.append(Path(path))
-            elif not os.path.exists(path):
-                raise InputError(f"{path}: a link to a file that does not exist",
-                                 hint="Restore the file it points to, or remove the link.")
     return sorted(files)
 
 
@@ -175,10 +176,10 @@ def _chunks(source: Source) -> Iterator[bytes]:
         if not source.gzipped:
             yield from iter(lambda: f.read(1 << 20), b"")
             return
-        decomp, fed = zlib.decompressobj(wbits=47), False
+        decomp, fed, members = zlib.decompressobj(wbits=47), False, 0
         while block := f.read(1 << 20):
             while block:
-                if not fed and not block.strip(b"\0"):
+                if not fed and members and not block.strip(b"\0"):
                     break  # zero padding after the last member, as gzip(1) allows
                 fed = True
                 try:
@@ -188,6 +189,7 @@ def _chunks(source: Source) -> Iterator[bytes]:
                 block = b""
                 if decomp.eof:
                     block, decomp, fed = decomp.unused_data, zlib.decompressobj(wbits=47), False
+                    members += 1
         if fed:
             yield decomp.flush()
             raise _Truncated("the gzip file is truncated: it ends before its last line")
@@ -212,14 +214,15 @@ class _Truncated(Exception):
         self.corrupt = corrupt
 
 
-def check_gzip(source: Source) -> None:
+def check_gzip(source: Source, stop: threading.Event | None = None) -> None:
     """Raise `InputError` when a gzip file's data fails its checks (CRC, length, deflate).
     DuckDB's reader does not check them: a damaged file read as garbled lines, and a garbled
     line may still be a valid event with wrong figures. A truncated file is no error here: its
     complete lines count (see `sanitize`)."""
     try:
         for _ in _chunks(source):
-            pass
+            if stop is not None and stop.is_set():  # the run was stopped: no verdict needed
+                return
     except _Truncated as e:
         if e.corrupt:
             raise _damaged(source, str(e)) from None

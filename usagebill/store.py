@@ -191,7 +191,8 @@ class Store:
             self.con.execute(f"SET temp_directory = '{_setting(self.tmp)}'")
         else:  # the writer spills to `<db>.tmp`: remove what a killed run left there
             mine = f"duckdb_temp_{os.getpid()}_"
-            for spill in glob.glob(os.path.join(glob.escape(self.path + ".tmp"), "duckdb_temp_*")):
+            spills = os.path.realpath(self.path) + ".tmp"  # (where DuckDB puts them)
+            for spill in glob.glob(os.path.join(glob.escape(spills), "duckdb_temp_*")):
                 if not os.path.basename(spill).startswith(mine):
                     with contextlib.suppress(OSError):
                         os.unlink(spill)
