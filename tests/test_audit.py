@@ -544,6 +544,52 @@ def test_closing_a_cycle_before_the_history_keeps_the_ledger_whole(
     assert explained["lines"][-1]["carries_over"] == "0"
 
 
+def nov_credit(cli: Any, config: str = "meters.yaml", period: str = "2026-11") -> tuple:
+    inv = doc(cli, "invoice", "--period", period, "-c", config)["invoices"][0]
+    return inv["lines"][-1]["rolled_over"], inv["total"]
+
+
+def test_late_usage_in_closed_months_before_the_history_moves_no_later_rollover(
+    tmp_path: Path, cli: Any
+) -> None:
+    # Sep and Oct closed with no usage (nothing carried); a late September event made the
+    # history start in September and re-measured October live: November opened with 50.
+    (tmp_path / "meters.yaml").write_text(POOL_CONFIG)
+    write_events(tmp_path / "e.jsonl", [event("n1", "a", "tok", "2026-11-05T00:00:00Z", n=1200)])
+    run_cli(cli, "ingest", "e.jsonl")
+    run_cli(cli, "close", "--period", "2026-09")
+    run_cli(cli, "close", "--period", "2026-10")
+    # Nov: 1200 / 10 = 120 credits, 100 granted, 20 over x 0.10 = 2.00
+    assert nov_credit(cli) == ("0", "2.00")
+    write_events(tmp_path / "late.jsonl", [event("s1", "a", "tok", "2026-09-10T00:00:00Z", n=100)])
+    run_cli(cli, "ingest", "late.jsonl")
+    assert nov_credit(cli) == ("0", "2.00")
+    assert [r[3] for r in ledger_of(cli, "2026-11")][-2:] == ["0", "0"]  # Oct carried 0
+
+
+@pytest.mark.parametrize(("events", "edit", "period", "expected"), [
+    # Sep closed with no usage (nothing carried): a start date of 1 Sep set since must not
+    # make September's grant roll into October (1200 -> 120 credits, 20 over: 2.00).
+    ([("o1", "2026-10-05", 1200)], "2026-09-01", "2026-10", ("0", "2.00")),
+    # Sep closed carrying 45: a start date moved to 1 Nov must not let those 45 skip October
+    # (October's unused grant carries 50 into November).
+    ([("s1", "2026-09-05", 100), ("n1", "2026-11-05", 100)], "2026-11-01", "2026-11",
+     ("50", "0.00")),
+])
+def test_a_start_date_set_after_closing_moves_no_rollover(
+    tmp_path: Path, cli: Any, events: list, edit: str, period: str, expected: tuple
+) -> None:
+    (tmp_path / "meters.yaml").write_text(POOL_CONFIG)
+    write_events(tmp_path / "e.jsonl", [event(i, "a", "tok", f"{d}T00:00:00Z", n=n)
+                                        for i, d, n in events])
+    run_cli(cli, "ingest", "e.jsonl")
+    run_cli(cli, "close", "--period", "2026-09")
+    assert nov_credit(cli, period=period) == expected
+    (tmp_path / "edited.yaml").write_text(POOL_CONFIG.replace(
+        "{id: a, name: A, product: p}", f"{{id: a, name: A, product: p, start_date: {edit}}}"))
+    assert nov_credit(cli, "edited.yaml", period) == expected
+
+
 def test_a_time_zone_ahead_of_utc_keeps_the_closed_carry(tmp_path: Path, cli: Any) -> None:
     # Berlin's November starts an hour before the issued (UTC) October ends: the closed
     # October was not found, and November's rollover was recomputed (2.5 instead of 50).

@@ -215,31 +215,32 @@ def plan(
         live.add(id(plans[-1]))
     # A pool's history runs on from the latest closed cycle, from what it carried over, so
     # rollover into later cycles never moves (whatever arrived for closed cycles since, and
-    # however the config was edited). Before any closing it runs from the start date, or else
-    # from the cycle of the first event; a cycle before that stands alone, carrying nothing.
+    # however the config was edited). Else it starts at the start date, or at the cycle of the
+    # first event (and not before a closed cycle whose history had not started); a cycle
+    # before it stands alone, carrying nothing on.
     pooled = [p for p in plans if p.pools]
     firsts = _first_events(
         store, [p.customer.id for p in pooled if not p.customer.start_date], as_of
     )
     for p in pooled:
         c, tz = p.customer, config.customer_timezone(p.customer)
-        start = local_midnight(c.start_date, tz) if c.start_date else None
         closed = store.issued_before(c.id, str(p.cycle.month), as_of) if id(p) in live else None
-        if closed is not None:
-            issued = invoice_from_record(closed)
-            p.history = [x for x in cycles_from(issued.cycle.month.next(), month,
-                                                c.billing_anchor, tz)[:-1]
-                         if start is None or x.end > start] + [p.cycle]
-            p.openings = {line.credit_id: line.entry.carried for line in issued.lines
+        after = invoice_from_record(closed) if closed is not None else None
+        if after is not None and after.started:
+            p.history = cycles_from(after.cycle.month.next(), month, c.billing_anchor, tz)
+            p.history[-1] = p.cycle
+            p.openings = {line.credit_id: line.entry.carried for line in after.lines
                           if line.kind == "credit" and line.credit_id and line.entry}
             continue
-        if start is None and not (c.id in firsts and firsts[c.id] < p.cycle.end):
+        begin = local_midnight(c.start_date, tz) if c.start_date else firsts.get(c.id)
+        if begin is None or begin >= p.cycle.end:
             p.started = False
-            continue
-        if id(p) in live:  # (a closed plan keeps its issued cycle)
-            begin = start if start is not None else firsts[c.id]
-            first = cycle_containing(min(begin, p.cycle.start), c.billing_anchor, tz)
-            p.history = cycles_from(first.month, month, c.billing_anchor, tz)
+        elif id(p) in live:  # (a closed plan keeps its issued cycle)
+            first = cycle_containing(min(begin, p.cycle.start), c.billing_anchor, tz).month
+            if after is not None:  # closed before the history started: it starts after
+                first = max(first, after.cycle.month.next())
+            p.history = cycles_from(first, month, c.billing_anchor, tz)
+            p.history[-1] = p.cycle
     return plans
 
 

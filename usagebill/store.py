@@ -356,10 +356,8 @@ class Store:
     def issued_before(self, customer_id: str, period: str,
                       as_of: int | None = None) -> dict[str, Any] | None:
         """The latest invoice record issued to a customer for a period before `period` (by
-        billing period: a time zone or anchor edited since may have moved the cycles) whose
-        credit pools had started their history."""
-        rows = self._issued("i.customer_id = ? AND i.period < ? AND coalesce(i.record->>"
-                            "'started', 'true') = 'true'", [customer_id, period],
+        billing period: a time zone or anchor edited since may have moved the cycles)."""
+        rows = self._issued("i.customer_id = ? AND i.period < ?", [customer_id, period],
                             as_of, "i.period DESC LIMIT 1")
         return rows[0][1] if rows else None
 
