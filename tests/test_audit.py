@@ -504,6 +504,16 @@ customers:
 """
 
 
+def pooled(tmp_path: Path, cli: Any, events: list[tuple[str, str, int]], *closes: str) -> None:
+    """POOL_CONFIG, customer a's `tok` events (id, day, n) ingested, then the months closed."""
+    (tmp_path / "meters.yaml").write_text(POOL_CONFIG)
+    write_events(tmp_path / "e.jsonl", [event(i, "a", "tok", f"{day}T00:00:00Z", n=n)
+                                        for i, day, n in events])
+    run_cli(cli, "ingest", "e.jsonl")
+    for period in closes:
+        run_cli(cli, "close", "--period", period)
+
+
 def ledger_of(cli: Any, period: str, config: str = "meters.yaml") -> list[tuple[str, ...]]:
     rows = doc(cli, "credits", "--period", period, "-c", config)
     return [(r["cycle_start"][:7], r["rolled_over"], r["consumed"], r["carried"]) for r in rows]
@@ -512,12 +522,7 @@ def ledger_of(cli: Any, period: str, config: str = "meters.yaml") -> list[tuple[
 def test_a_void_into_a_closed_month_moves_no_later_rollover(tmp_path: Path, cli: Any) -> None:
     # The void removed August's only event, so the pool's history seemed to start in
     # October, and the closed August's 45 credits no longer rolled into September.
-    (tmp_path / "meters.yaml").write_text(POOL_CONFIG)
-    write_events(tmp_path / "e.jsonl", [
-        event("a1", "a", "tok", "2026-08-05T00:00:00Z", n=100),
-        event("o1", "a", "tok", "2026-10-10T00:00:00Z", n=300)])
-    run_cli(cli, "ingest", "e.jsonl")
-    run_cli(cli, "close", "--period", "2026-08")
+    pooled(tmp_path, cli, [("a1", "2026-08-05", 100), ("o1", "2026-10-10", 300)], "2026-08")
     write_events(tmp_path / "v.jsonl", [{"event_id": "v1", "void": "a1"}])
     run_cli(cli, "ingest", "v.jsonl")
     # Aug as issued: 10 credits of 100, 50% of 90 = 45 over. Sep: 45 in, none used, 50% of
@@ -530,9 +535,7 @@ def test_a_void_into_a_closed_month_moves_no_later_rollover(tmp_path: Path, cli:
 def test_closing_a_cycle_before_the_history_keeps_the_ledger_whole(
     tmp_path: Path, cli: Any
 ) -> None:
-    (tmp_path / "meters.yaml").write_text(POOL_CONFIG)
-    write_events(tmp_path / "e.jsonl", [event("o1", "a", "tok", "2026-10-10T00:00:00Z", n=300)])
-    run_cli(cli, "ingest", "e.jsonl")
+    pooled(tmp_path, cli, [("o1", "2026-10-10", 300)])
     before = ledger_of(cli, "2026-11")
     # History from October: 30 of 100 used, 50% of 70 = 35 over.
     assert before == [("2026-10", "0", "30", "35"), ("2026-11", "35", "0", "50")]
@@ -554,11 +557,7 @@ def test_late_usage_in_closed_months_before_the_history_moves_no_later_rollover(
 ) -> None:
     # Sep and Oct closed with no usage (nothing carried); a late September event made the
     # history start in September and re-measured October live: November opened with 50.
-    (tmp_path / "meters.yaml").write_text(POOL_CONFIG)
-    write_events(tmp_path / "e.jsonl", [event("n1", "a", "tok", "2026-11-05T00:00:00Z", n=1200)])
-    run_cli(cli, "ingest", "e.jsonl")
-    run_cli(cli, "close", "--period", "2026-09")
-    run_cli(cli, "close", "--period", "2026-10")
+    pooled(tmp_path, cli, [("n1", "2026-11-05", 1200)], "2026-09", "2026-10")
     # Nov: 1200 / 10 = 120 credits, 100 granted, 20 over x 0.10 = 2.00
     assert nov_credit(cli) == ("0", "2.00")
     write_events(tmp_path / "late.jsonl", [event("s1", "a", "tok", "2026-09-10T00:00:00Z", n=100)])
@@ -579,11 +578,7 @@ def test_late_usage_in_closed_months_before_the_history_moves_no_later_rollover(
 def test_a_start_date_set_after_closing_moves_no_rollover(
     tmp_path: Path, cli: Any, events: list, edit: str, period: str, expected: tuple
 ) -> None:
-    (tmp_path / "meters.yaml").write_text(POOL_CONFIG)
-    write_events(tmp_path / "e.jsonl", [event(i, "a", "tok", f"{d}T00:00:00Z", n=n)
-                                        for i, d, n in events])
-    run_cli(cli, "ingest", "e.jsonl")
-    run_cli(cli, "close", "--period", "2026-09")
+    pooled(tmp_path, cli, events, "2026-09")
     assert nov_credit(cli, period=period) == expected
     (tmp_path / "edited.yaml").write_text(POOL_CONFIG.replace(
         "{id: a, name: A, product: p}", f"{{id: a, name: A, product: p, start_date: {edit}}}"))
@@ -593,12 +588,8 @@ def test_a_start_date_set_after_closing_moves_no_rollover(
 def test_a_time_zone_ahead_of_utc_keeps_the_closed_carry(tmp_path: Path, cli: Any) -> None:
     # Berlin's November starts an hour before the issued (UTC) October ends: the closed
     # October was not found, and November's rollover was recomputed (2.5 instead of 50).
-    (tmp_path / "meters.yaml").write_text(POOL_CONFIG)
-    write_events(tmp_path / "e.jsonl", [
-        event("s1", "a", "tok", "2026-09-10T00:00:00Z", n=100),
-        event("n1", "a", "tok", "2026-11-10T00:00:00Z", n=200)])
-    run_cli(cli, "ingest", "e.jsonl")
-    run_cli(cli, "close", "--period", "2026-10")  # Oct: 45 in, none used, 50 over
+    pooled(tmp_path, cli, [("s1", "2026-09-10", 100), ("n1", "2026-11-10", 200)], "2026-10")
+    # (Oct: 45 in, none used, 50 over)
     (tmp_path / "berlin.yaml").write_text(POOL_CONFIG.replace("timezone: UTC",
                                                               "timezone: Europe/Berlin"))
     nov = doc(cli, "invoice", "--period", "2026-11", "-c", "berlin.yaml")["invoices"][0]
