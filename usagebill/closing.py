@@ -18,7 +18,6 @@ from .invoices import (
     InvoiceDocument,
     build_invoices,
     invoice_from_record,
-    select_customers,
     to_record,
 )
 from .money import ZERO, fmt_money, total
@@ -55,10 +54,8 @@ def invoice_document(
     if closing is None:
         return build_invoices(store, config, month, customer=customer, as_of=as_of)
     config = as_issued(config, closing)
-    records = store.issued(str(month))
-    if customer and all(r["customer"]["id"] != customer for r in records):
-        select_customers(config, customer)  # an unknown id: the usual error
-    issued = [invoice_from_record(r) for r in records if customer in (None, r["customer"]["id"])]
+    issued = [invoice_from_record(r) for r in store.issued(str(month))
+              if customer in (None, r["customer"]["id"])]
     # Re-measured with what is stored now, priced as issued: only data makes adjustments.
     current = build_invoices(store, config, month, customer=customer, as_of=as_of,
                              issued={i.customer.id: i for i in issued})

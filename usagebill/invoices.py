@@ -195,10 +195,9 @@ def plan(
     for c in customers:
         frozen = (issued or {}).get(c.id)
         if frozen is not None:  # the customer, cycle and pools' opening balances as issued
-            credit = [x for x in frozen.lines if x.kind == "credit" and x.credit_id and x.pool]
-            pools = {x.credit_id: x.pool for x in credit if x.credit_id and x.pool}
-            openings = {x.credit_id: x.entry.rolled_over for x in credit
-                        if x.credit_id and x.entry}
+            credit = _credits(frozen)
+            pools = {pid: pool for pid, pool, _ in credit}
+            openings = {pid: entry.rolled_over for pid, _, entry in credit}
             meters = frozen.meters or _charged_meters(config, frozen.product)  # older records
             plans.append(Plan(frozen.customer, frozen.product, frozen.cycle, [frozen.cycle],
                               pools, openings, meters=meters))
@@ -229,8 +228,7 @@ def plan(
         if after is not None and after.started:
             p.history = cycles_from(after.cycle.month.next(), month, c.billing_anchor, tz)
             p.history[-1] = p.cycle
-            p.openings = {line.credit_id: line.entry.carried for line in after.lines
-                          if line.kind == "credit" and line.credit_id and line.entry}
+            p.openings = {pid: entry.carried for pid, _, entry in _credits(after)}
             continue
         begin = local_midnight(c.start_date, tz) if c.start_date else firsts.get(c.id)
         if begin is None or begin >= p.cycle.end:
@@ -242,6 +240,12 @@ def plan(
             p.history = cycles_from(first, month, c.billing_anchor, tz)
             p.history[-1] = p.cycle
     return plans
+
+
+def _credits(inv: Invoice) -> list[tuple[str, CreditPool, LedgerEntry]]:
+    """(pool id, pool, ledger entry) of each credit line, as issued for a record."""
+    return [(x.credit_id, x.pool, x.entry) for x in inv.lines
+            if x.kind == "credit" and x.credit_id and x.pool and x.entry]
 
 
 def _charged_meters(config: Config, product: Product) -> dict[str, Meter]:
@@ -537,10 +541,8 @@ def credit_ledgers(
     wanted = {c.id for c in customers}
     for cid, record in store.issued_up_to(str(month), as_of):
         if cid in wanted:
-            for line in invoice_from_record(record).lines:
-                if line.kind == "credit" and line.credit_id and line.pool and line.entry:
-                    closed.setdefault(cid, {}).setdefault(line.credit_id, []).append(
-                        (line.pool, line.entry))
+            for pid, pool, entry in _credits(invoice_from_record(record)):
+                closed.setdefault(cid, {}).setdefault(pid, []).append((pool, entry))
     if not closed:
         return ledgers
     # Open cycles before and between closed ones, measured now: the live ledger up to a

@@ -99,8 +99,7 @@ def expand(inputs: list[str], workdir: str, skip: Sequence[str] = ()) -> list[So
                 hint="Check the path; use - to read events from stdin.",
             )
     skipped = {os.path.realpath(p) for p in skip}
-    found = {k: s for k, s in found.items()
-             if s.label == STDIN or os.path.realpath(s.path) not in skipped}
+    found = {real: s for real, s in found.items() if real not in skipped}  # (stdin's: STDIN)
     for source in found.values():
         if not os.access(source.path, os.R_OK):
             raise InputError(f"{source.label}: permission denied",
