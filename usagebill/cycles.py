@@ -11,6 +11,7 @@ import calendar
 import datetime as dt
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from .errors import OptionError
@@ -148,8 +149,11 @@ class Cycle:
     end: dt.datetime
 
 
+# Customers share anchors and zones: a month of 1,000 customers asks for a handful of distinct
+# cycles, and working each out again took half the time of planning the invoices.
+@lru_cache(maxsize=4096)
 def cycle_for(month: Month, anchor: int, tz: ZoneInfo) -> Cycle:
-    """The cycle that starts in `month`."""
+    """The cycle that starts in `month` (a Cycle is immutable, so one object serves all)."""
     nxt = month.next()
     return Cycle(
         month,
