@@ -192,6 +192,9 @@ def plan(
     """Who to bill for which cycle. Customers with an `issued` invoice (a closed period) keep
     its cycle, product and pools: a closed period is re-measured, never re-priced."""
     plans, live = [], set()
+    # A product's pools and charged meters, worked out once for all its customers (the plans
+    # share these dicts: nothing changes them).
+    of_product: dict[str, tuple[dict[str, CreditPool], dict[str, Meter]]] = {}
     for c in customers:
         frozen = (issued or {}).get(c.id)
         if frozen is not None:  # the customer, cycle and pools' opening balances as issued
@@ -207,10 +210,13 @@ def plan(
         if c.start_date and cycle.end <= local_midnight(c.start_date, tz):
             continue  # no invoice for cycles that end on or before the start date
         product = config.product[c.product]
-        pools = {pool.id: pool for pool in pools_of(config, product)}
-        plans.append(
-            Plan(c, product, cycle, [cycle], pools, meters=_charged_meters(config, product))
-        )
+        if product.id not in of_product:
+            of_product[product.id] = (
+                {pool.id: pool for pool in pools_of(config, product)},
+                _charged_meters(config, product),
+            )
+        pools, meters = of_product[product.id]
+        plans.append(Plan(c, product, cycle, [cycle], pools, meters=meters))
         live.add(id(plans[-1]))
     # A pool's history runs on from the latest closed cycle, from what it carried over, so
     # rollover into later cycles never moves (whatever arrived for closed cycles since, and
