@@ -123,25 +123,26 @@ def _shares_nodes(node: yaml.Node | None) -> bool:
     return False
 
 
-def _positions(node: yaml.Node) -> tuple[dict[Path_, Location], dict[Path_, Location], list]:
-    """Map each path to where its value (and its key) stands; collect duplicate keys."""
-    values: dict[Path_, Location] = {}
-    keys: dict[Path_, Location] = {}
-    duplicates: list[tuple[Path_, Location]] = []
-
-    def mark(n: yaml.Node) -> Location:
-        return Location("", n.start_mark.line + 1, n.start_mark.column + 1)
+def _positions(
+    node: yaml.Node,
+) -> tuple[dict[Path_, yaml.Node], dict[Path_, yaml.Node], list[tuple[Path_, yaml.Node]]]:
+    """Map each path to the node of its value (and of its key); collect duplicate keys.
+    Nodes, not locations: `_at` makes a location only for a problem (a location for each of
+    a config's thousands of values was a fifth of loading it)."""
+    values: dict[Path_, yaml.Node] = {}
+    keys: dict[Path_, yaml.Node] = {}
+    duplicates: list[tuple[Path_, yaml.Node]] = []
 
     def walk(n: yaml.Node, path: Path_) -> None:
-        values[path] = mark(n)
+        values[path] = n
         if isinstance(n, yaml.MappingNode):
             seen: set[Any] = set()
             for k, v in n.value:
                 name = k.value if isinstance(k, yaml.ScalarNode) else str(k)
                 if name in seen:
-                    duplicates.append(((*path, name), mark(k)))
+                    duplicates.append(((*path, name), k))
                 seen.add(name)
-                keys[(*path, name)] = mark(k)
+                keys[(*path, name)] = k
                 walk(v, (*path, name))
         elif isinstance(n, yaml.SequenceNode):
             for i, v in enumerate(n.value):
@@ -149,6 +150,13 @@ def _positions(node: yaml.Node) -> tuple[dict[Path_, Location], dict[Path_, Loca
 
     walk(node, ())
     return values, keys, duplicates
+
+
+def _at(node: yaml.Node | None) -> Location | None:
+    """Where a node stands (1-based), or None."""
+    if node is None:
+        return None
+    return Location("", node.start_mark.line + 1, node.start_mark.column + 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,11 +415,12 @@ def _parse_config(text: str, source: str) -> Config:
     def where(path: Path_) -> Location | None:
         for i in range(len(path), -1, -1):
             if path[:i] in values:
-                return values[path[:i]]
+                return _at(values[path[:i]])
         return None
 
     issues = [
-        issue(loc, _dotted(p), "duplicate key: each key may appear once") for p, loc in duplicates
+        issue(_at(key), _dotted(p), "duplicate key: each key may appear once")
+        for p, key in duplicates
     ]
     if not isinstance(data, dict):
         raise ConfigError(
@@ -441,11 +450,11 @@ def _parse_config(text: str, source: str) -> Config:
             path = path[: path.index("filter") + 1]  # not a path of hundreds of parts
         if err["type"] == "invalid_key":  # `1: x` or `null: y`: the key as the file has it
             spelled = ("null", "~", "None") if path[-1] == "None" else (str(path[-1]),)
-            found = [keys[k] for k in ((*path[:-1], x) for x in spelled) if k in keys]
+            found = [_at(keys[k]) for k in ((*path[:-1], x) for x in spelled) if k in keys]
             issues.append(issue(found[0] if found else where(path[:-1]), _dotted(path[:-1]),
                                 f"key {spelled[0]} is not a field name"))
             continue
-        loc = keys.get(path) if err["type"] == "extra_forbidden" else where(path)
+        loc = _at(keys.get(path)) if err["type"] == "extra_forbidden" else where(path)
         issues.append(issue(loc, _dotted(path), _explain(err, path)))
     if config is not None:
         known = {
