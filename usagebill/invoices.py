@@ -37,7 +37,7 @@ from .store import Store
 from .usage import Measure, measure
 
 
-@dataclass
+@dataclass(slots=True)  # a month of 1,000 customers makes thousands (see pricing.Step)
 class Line:
     kind: str  # base | usage | credit
     description: str
