@@ -50,6 +50,12 @@ def _exponent(places: int) -> Decimal:
     return _ONE.scaleb(-places)
 
 
+@cache
+def _minor_exponent(currency: str) -> Decimal:
+    """The quantum of the currency's minor unit (USD 0.01): an invoice rounds every line."""
+    return _exponent(minor_units(currency))
+
+
 def total(amounts: Iterable[Decimal]) -> Decimal:
     """A sum in CONTEXT: Python's default 28 digits would round a total of large lines."""
     with localcontext(CONTEXT):
@@ -58,7 +64,7 @@ def total(amounts: Iterable[Decimal]) -> Decimal:
 
 def round_money(amount: Decimal, currency: str) -> Decimal:
     """Round half-up to the currency's minor unit: the only place money is quantized."""
-    return _HALF_UP.quantize(amount, _exponent(minor_units(currency)))
+    return _HALF_UP.quantize(amount, _minor_exponent(currency))
 
 
 def round_up(value: Decimal, places: int) -> Decimal:
