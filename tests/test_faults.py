@@ -248,6 +248,7 @@ def test_a_memory_limit_duckdb_cannot_take_is_a_plain_error(tmp_path: Path, limi
     first, hint = p.stderr.splitlines()
     assert first.startswith(f"usagebill: memory limit {limit!r} (USAGEBILL_MEMORY_LIMIT): ")
     assert hint == "usagebill: Give a size such as 512MB or 2GB."
+    assert not (tmp_path / "usagebill.duckdb").exists()  # no empty database left behind
 
 
 def test_spill_files_a_killed_run_left_are_removed_by_the_next_writer(tmp_path: Path) -> None:

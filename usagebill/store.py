@@ -138,6 +138,7 @@ class Store:
                 f"{name}: no database here yet",
                 hint="Run `usagebill ingest FILES` first, or pass --db PATH.",
             )
+        created = name is not None and not os.path.exists(name)
         con = _connect(name, read_only)
         try:
             try:
@@ -176,6 +177,10 @@ class Store:
             return store
         except BaseException:
             con.close()
+            if created:  # a database this call made and could not set up holds nothing
+                for leftover in (name, f"{name}.wal"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(leftover)
             raise
 
     def _configure(self, memory_limit: str) -> None:
